@@ -1,0 +1,67 @@
+"""Countersign: governed AI decision support for FHIR EHRs. ``create_app`` is the application factory."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from flask import Flask
+
+import cds_hooks
+import smart_launch
+from app.cds_backend import GovernedBackend
+from app.db import INSTANCE_DIR, create_db_engine, default_database_url
+from app.registry import load_model_cards
+from app.services import build_catalogue
+from app.settings import Settings
+from cds_hooks.auth import ClientAuthenticator, KeySetCache
+from cds_hooks.prefetch import ReaderSettings
+from smart_launch.blueprint import MODEL_CARDS_KEY
+
+STATIC_FOLDER = Path(__file__).resolve().parent.parent / "static"
+DATABASE_KEY = "database"
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the WSGI application from ``settings`` (default: the environment)."""
+    settings = settings or Settings()
+    app = Flask(__name__, static_folder=str(STATIC_FOLDER), instance_path=str(INSTANCE_DIR))
+    logging.basicConfig(level=settings.log_level)
+    app.config["COUNTERSIGN"] = settings
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    engine = create_db_engine(settings.database_url or default_database_url())
+    app.extensions[DATABASE_KEY] = engine
+    models = load_model_cards()
+    app.extensions[MODEL_CARDS_KEY] = models
+    backend = GovernedBackend(build_catalogue(models, settings.base_url), engine, settings.base_url)
+    cds_hooks.init_app(app, _cds_hooks_config(settings, backend))
+    app.register_blueprint(smart_launch.bp)
+    return app
+
+
+def _cds_hooks_config(settings: Settings, backend: GovernedBackend) -> cds_hooks.CdsHooksConfig:
+    return cds_hooks.CdsHooksConfig(
+        backend=backend,
+        authenticator=None if settings.auth_disabled else _authenticator(settings, backend),
+        public_base_url=settings.base_url,
+        reader_settings=ReaderSettings(
+            timeout=settings.fhir_timeout_seconds,
+            budget=settings.prefetch_budget_seconds,
+            max_pages=settings.prefetch_max_pages,
+        ),
+        require_https_fhir=settings.require_https_fhir,
+    )
+
+
+def _authenticator(settings: Settings, backend: GovernedBackend) -> ClientAuthenticator:
+    return ClientAuthenticator(
+        clients={client.iss: client for client in settings.trusted_clients},
+        key_sets=KeySetCache(
+            timeout=settings.fhir_timeout_seconds,
+            cache_seconds=settings.jwks_cache_seconds,
+            refresh_min_interval=settings.jwks_refresh_min_interval_seconds,
+        ),
+        replay_guard=backend.replay_guard,
+        leeway=settings.jwt_leeway_seconds,
+        max_lifetime=settings.jwt_max_lifetime_seconds,
+    )

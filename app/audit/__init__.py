@@ -1,0 +1,1 @@
+"""Durable records of what the AI said and what clinicians decided."""

@@ -1,0 +1,97 @@
+"""Writing the durable record: a card set with its cards, and clinicians' decisions on them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from sqlmodel import Session, select
+
+from app.audit.tables import CardDecision, CardSet, IssuedCard
+from app.registry import ModelCard
+from cds_hooks.advice import AdviceSet
+from cds_hooks.backend import HookCall, UnknownCards, UnknownSuggestions
+from cds_hooks.cards import RenderedCard
+from cds_hooks.models import FeedbackItem
+
+
+def add_card_set(
+    session: Session, call: HookCall, model: ModelCard, advice: AdviceSet, cards: list[RenderedCard]
+) -> CardSet:
+    """Stage the card set and its cards in ``session``; the caller's transaction commits them."""
+    card_set = CardSet(
+        hook_instance=call.request.hookInstance,
+        service_id=call.service_id,
+        hook=call.request.hook,
+        model_id=model.id,
+        model_version=model.version,
+        patient_id=call.context.patient_id,
+        encounter_id=call.context.encounter_id,
+        user_id=call.context.user_id,
+        fhir_server=call.request.fhir_server,
+        input_refs=list(advice.inputs_used),
+        fetched_prefetch_keys=list(call.prefetch.fetched),
+    )
+    session.add(card_set)
+    session.flush()
+    session.add_all(_issued_card(card_set, rendered) for rendered in cards)
+    return card_set
+
+
+def _issued_card(card_set: CardSet, rendered: RenderedCard) -> IssuedCard:
+    return IssuedCard(
+        uuid=rendered.uuid,
+        card_set_id=card_set.id,
+        service_id=card_set.service_id,
+        indicator=rendered.advice.indicator,
+        confidence=rendered.advice.confidence,
+        rule_id=rendered.advice.rule_id,
+        suggestion_uuids=list(rendered.suggestion_uuids),
+        evidence_refs=[item.reference for item in rendered.advice.evidence],
+        card=rendered.card,
+    )
+
+
+def add_decisions(session: Session, service_id: str, items: list[FeedbackItem]) -> list[CardDecision]:
+    """Stage the decisions not stored before; all-or-nothing if any card is unknown to the service."""
+    cards = _cards_of_service(session, service_id, {item.card for item in items})
+    unknown = sorted({item.card for item in items} - cards.keys())
+    if unknown:
+        raise UnknownCards(unknown)
+    decisions = {fingerprint(item): _decision(item, cards[item.card]) for item in items}
+    stored = set(
+        session.exec(select(CardDecision.fingerprint).where(CardDecision.fingerprint.in_(decisions)))
+    )
+    new = [decision for key, decision in decisions.items() if key not in stored]
+    session.add_all(new)
+    return new
+
+
+def _cards_of_service(session: Session, service_id: str, uuids: set[str]) -> dict[str, IssuedCard]:
+    query = select(IssuedCard).where(IssuedCard.uuid.in_(uuids), IssuedCard.service_id == service_id)
+    return {card.uuid: card for card in session.exec(query)}
+
+
+def fingerprint(item: FeedbackItem) -> str:
+    """Identity of a feedback item: the same item resent by a client maps to the same row."""
+    canonical = json.dumps(item.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _decision(item: FeedbackItem, card: IssuedCard) -> CardDecision:
+    accepted = [suggestion.id for suggestion in item.acceptedSuggestions or ()]
+    foreign = sorted(set(accepted) - set(card.suggestion_uuids))
+    if foreign:
+        raise UnknownSuggestions(f"suggestions {', '.join(foreign)} are not on card {card.uuid}")
+    reason = item.overrideReason.reason if item.overrideReason else None
+    return CardDecision(
+        fingerprint=fingerprint(item),
+        card_uuid=card.uuid,
+        outcome=item.outcome,
+        accepted_suggestions=accepted,
+        override_system=reason.system if reason else None,
+        override_code=reason.code if reason else None,
+        override_display=reason.display if reason else None,
+        user_comment=item.overrideReason.userComment if item.overrideReason else None,
+        outcome_timestamp=item.outcomeTimestamp,
+    )

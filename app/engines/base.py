@@ -1,0 +1,50 @@
+"""The engine interface: patient data in, advice (with the evidence it used) out."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Protocol
+
+from cds_hooks.advice import Advice
+
+
+@dataclass(frozen=True)
+class PatientData:
+    """What an engine may read: the prefetched resources and the hook's draft orders, as plain JSON."""
+
+    hook: str
+    patient_id: str
+    resources: tuple[dict, ...] = ()
+    draft_orders: tuple[dict, ...] = ()
+    selections: tuple[str, ...] = ()
+
+    @cached_property
+    def _by_type(self) -> dict[str, list[dict]]:
+        index: dict[str, list[dict]] = defaultdict(list)
+        for resource in self.resources:
+            index[resource.get("resourceType", "")].append(resource)
+        return index
+
+    def of_type(self, resource_type: str) -> list[dict]:
+        """Prefetched resources of one type (draft orders are separate: see ``draft_orders``)."""
+        return self._by_type.get(resource_type, [])
+
+    @property
+    def patient(self) -> dict | None:
+        patients = self.of_type("Patient")
+        return patients[0] if patients else None
+
+
+@dataclass(frozen=True)
+class EngineResult:
+    """The advice, and the references of every input the engine actually read to reach it."""
+
+    advice: list[Advice] = field(default_factory=list)
+    inputs_used: tuple[str, ...] = ()
+
+
+class Engine(Protocol):
+    def suggest(self, data: PatientData) -> EngineResult:
+        """Pure function of ``data``: no I/O, deterministic, fast (it runs on the request path)."""

@@ -1,0 +1,1 @@
+"""Alembic migrations of Countersign's schema; run by ``countersign db upgrade``."""

@@ -1,0 +1,64 @@
+"""Model registry: which model version serves which service, read from model cards in the repository.
+
+Cards are files (YAML) validated by a schema, so an invalid card stops the service at start with
+the field named, instead of serving advice from an undocumented model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+CARDS_DIRECTORY = Path(__file__).parent / "model_cards"
+ModelStatus = Literal["active", "shadow", "paused", "retired"]
+
+
+class ModelCard(BaseModel):
+    """What a CMIO must know about one model version before it touches a patient."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    version: str = Field(pattern=r"^\d+\.\d+\.\d+$")
+    name: str = Field(min_length=1)
+    status: ModelStatus
+    kind: str = Field(min_length=1)
+    developer: str = Field(min_length=1)
+    intended_use: str = Field(min_length=1)
+    intended_users: str = Field(min_length=1)
+    out_of_scope: str = Field(min_length=1)
+    knowledge_base: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.id}-{self.version}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} {self.version}"
+
+
+class InvalidModelCard(Exception):
+    """A card that fails its schema; the message names the file and the field."""
+
+
+def load_model_cards(directory: Path = CARDS_DIRECTORY) -> dict[str, ModelCard]:
+    """Every card in ``directory`` by model id; the one with status ``active`` wins per id."""
+    cards: dict[str, ModelCard] = {}
+    for path in sorted(directory.glob("*.yaml")):
+        card = _load(path)
+        if card.status == "active" or card.id not in cards:
+            cards[card.id] = card
+    return cards
+
+
+def _load(path: Path) -> ModelCard:
+    try:
+        return ModelCard.model_validate(yaml.safe_load(path.read_text()))
+    except ValidationError as error:
+        problem = error.errors(include_url=False, include_input=False)[0]
+        field = ".".join(str(part) for part in problem["loc"])
+        raise InvalidModelCard(f"{path.name}: {field}: {problem['msg']}") from None

@@ -1,0 +1,49 @@
+"""Configuration read from the environment (prefix ``COUNTERSIGN_``).
+
+One typed object so that a wrong value fails at start, naming the variable, rather
+than at the first hook call.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from cds_hooks.auth import TrustedClient
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; see the README's configuration table."""
+
+    model_config = SettingsConfigDict(env_prefix="COUNTERSIGN_", extra="ignore")
+
+    database_url: str = ""
+    public_base_url: str = "http://localhost:8000"
+    auth_disabled: bool = False
+    trusted_clients: list[TrustedClient] = Field(default_factory=list)
+    trusted_clients_file: Path | None = None
+    max_body_bytes: int = 16 * 1024 * 1024
+    jwt_leeway_seconds: int = 60
+    jwt_max_lifetime_seconds: int = 3600
+    jwks_cache_seconds: int = 300
+    jwks_refresh_min_interval_seconds: float = 30.0
+    fhir_timeout_seconds: float = 3.0
+    prefetch_budget_seconds: float = 5.0
+    prefetch_max_pages: int = 50
+    require_https_fhir: bool = False
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _load_trusted_clients_file(self) -> Settings:
+        if self.trusted_clients_file is not None:
+            entries = json.loads(self.trusted_clients_file.read_text())
+            self.trusted_clients = [*self.trusted_clients, *map(TrustedClient.model_validate, entries)]
+        return self
+
+    @property
+    def base_url(self) -> str:
+        """Public base URL without a trailing slash: JWT ``aud`` and card links are built on it."""
+        return self.public_base_url.rstrip("/")

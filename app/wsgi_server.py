@@ -1,0 +1,46 @@
+"""Gunicorn, embedded: ``countersign serve`` and the demo run the app with the same settings."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from flask import Flask
+from gunicorn.app.base import BaseApplication
+
+
+def default_workers() -> int:
+    """Gunicorn's rule of thumb (2 x cores + 1), capped so a small host is not oversubscribed."""
+    return min(2 * (os.cpu_count() or 1) + 1, 9)
+
+
+class EmbeddedGunicorn(BaseApplication):
+    """Serves an application factory; each worker builds its own app (and database pool)."""
+
+    def __init__(self, factory: Callable[[], Flask], options: dict) -> None:
+        self.factory = factory
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        return self.factory()
+
+
+def serve(factory: Callable[[], Flask], bind: str, workers: int, threads: int) -> None:
+    EmbeddedGunicorn(
+        factory,
+        {
+            "bind": bind,
+            "workers": workers,
+            "threads": threads,
+            "worker_class": "gthread",
+            "timeout": 30,
+            "graceful_timeout": 10,
+            "keepalive": 5,
+            "accesslog": None,
+        },
+    ).run()

@@ -1,0 +1,129 @@
+"""Builders of realistic CDS Hooks requests and FHIR resources for the tests (synthetic data only)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, timedelta
+
+PATIENT_ID = "pat-renal-001"
+USER_ID = "Practitioner/prac-001"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+LOINC = "http://loinc.org"
+METFORMIN = ("860975", "metformin hydrochloride 500 MG Oral Tablet")
+
+
+def patient(patient_id: str = PATIENT_ID) -> dict:
+    return {
+        "resourceType": "Patient",
+        "id": patient_id,
+        "gender": "female",
+        "birthDate": "1956-03-14",
+    }
+
+
+def egfr(value: float, days_ago: int = 10, obs_id: str | None = None, patient_id: str = PATIENT_ID) -> dict:
+    return {
+        "resourceType": "Observation",
+        "id": obs_id or f"egfr-{uuid.uuid4().hex[:8]}",
+        "status": "final",
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": "laboratory",
+                    }
+                ]
+            }
+        ],
+        "code": {"coding": [{"system": LOINC, "code": "98979-8", "display": "eGFR CKD-EPI 2021"}]},
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "effectiveDateTime": (date.today() - timedelta(days=days_ago)).isoformat(),
+        "valueQuantity": {
+            "value": value,
+            "unit": "mL/min/1.73m2",
+            "system": "http://unitsofmeasure.org",
+            "code": "mL/min/{1.73_m2}",
+        },
+    }
+
+
+def medication_request(
+    med_id: str,
+    rxnorm: tuple[str, str] = METFORMIN,
+    *,
+    status: str = "draft",
+    dose_mg: float = 1000,
+    per_day: int = 2,
+    patient_id: str = PATIENT_ID,
+) -> dict:
+    return {
+        "resourceType": "MedicationRequest",
+        "id": med_id,
+        "status": status,
+        "intent": "order",
+        "medicationCodeableConcept": {
+            "coding": [{"system": RXNORM, "code": rxnorm[0], "display": rxnorm[1]}],
+            "text": rxnorm[1],
+        },
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "dosageInstruction": [
+            {
+                "text": f"{dose_mg:g} mg by mouth {per_day} times daily",
+                "timing": {"repeat": {"frequency": per_day, "period": 1, "periodUnit": "d"}},
+                "doseAndRate": [
+                    {
+                        "doseQuantity": {
+                            "value": dose_mg,
+                            "unit": "mg",
+                            "system": "http://unitsofmeasure.org",
+                            "code": "mg",
+                        }
+                    }
+                ],
+            }
+        ],
+    }
+
+
+def searchset(resources: list[dict]) -> dict:
+    bundle: dict = {"resourceType": "Bundle", "type": "searchset", "total": len(resources)}
+    if resources:
+        bundle["entry"] = [{"resource": resource} for resource in resources]
+    return bundle
+
+
+def collection(resources: list[dict]) -> dict:
+    return {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in resources]}
+
+
+def order_sign_request(
+    draft_orders: list[dict],
+    prefetch: dict | None = None,
+    *,
+    patient_id: str = PATIENT_ID,
+    **extra: object,
+) -> dict:
+    """An order-sign call; ``prefetch=None`` sends a full prefetch for a patient with eGFR 25."""
+    body: dict = {
+        "hook": "order-sign",
+        "hookInstance": str(uuid.uuid4()),
+        "context": {
+            "userId": USER_ID,
+            "patientId": patient_id,
+            "draftOrders": collection(draft_orders),
+        },
+        "prefetch": prefetch if prefetch is not None else full_prefetch(egfr_value=25),
+    }
+    body.update(extra)
+    return body
+
+
+def full_prefetch(egfr_value: float = 25, patient_id: str = PATIENT_ID) -> dict:
+    return {
+        "patient": patient(patient_id),
+        "medications": searchset([]),
+        "renalFunction": searchset([egfr(egfr_value, patient_id=patient_id)]),
+        "allergies": searchset([]),
+        "conditions": searchset([]),
+    }

@@ -1,0 +1,110 @@
+"""Shared fixtures: a real app on a real SQLite database, a trusted client key, signed tokens."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import jwt
+import pytest
+from app.fhir_test_server import FhirTestServer, external_base_url
+from cryptography.hazmat.primitives.asymmetric import ec
+from flask import Flask
+from flask.testing import FlaskClient
+
+from app import create_app
+from app.migrate import upgrade
+from app.settings import Settings
+from cds_hooks.auth import TrustedClient
+
+BASE_URL = "http://localhost"
+ISSUER = "https://ehr.test.example/"
+KID = "test-es384"
+
+
+@pytest.fixture(scope="session")
+def client_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP384R1())
+
+
+@pytest.fixture(scope="session")
+def client_jwks(client_key: ec.EllipticCurvePrivateKey) -> dict:
+    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(client_key.public_key()))
+    return {"keys": [jwk | {"kid": KID, "alg": "ES384", "use": "sig"}]}
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, client_jwks: dict) -> Callable[..., Settings]:
+    def build(**overrides: object) -> Settings:
+        values: dict = {
+            "database_url": f"sqlite:///{tmp_path / 'countersign.db'}",
+            "public_base_url": BASE_URL,
+            "trusted_clients": [TrustedClient(iss=ISSUER, jwks=client_jwks)],
+            "fhir_timeout_seconds": 2.0,
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return build
+
+
+@pytest.fixture
+def make_app(make_settings: Callable[..., Settings]) -> Callable[..., Flask]:
+    def build(**overrides: object) -> Flask:
+        settings = make_settings(**overrides)
+        upgrade(settings.database_url)
+        return create_app(settings)
+
+    return build
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def sign(client_key: ec.EllipticCurvePrivateKey) -> Callable[..., str]:
+    """Sign a CDS client JWT; keyword arguments override claims, ``headers`` the JOSE header."""
+
+    def build(
+        aud: str | list[str], *, headers: dict | None = None, key: object = None, **claims: object
+    ) -> str:
+        now = int(time.time())
+        payload = {"iss": ISSUER, "aud": aud, "iat": now, "exp": now + 300, "jti": str(uuid.uuid4())}
+        payload.update(claims)
+        payload = {name: value for name, value in payload.items() if value is not None}
+        header = {"kid": KID, "typ": "JWT"} | (headers or {})
+        algorithm = header.pop("alg", "ES384")
+        return jwt.encode(payload, key or client_key, algorithm=algorithm, headers=header)
+
+    return build
+
+
+@pytest.fixture
+def auth(sign: Callable[..., str]) -> Callable[[str], dict]:
+    """Authorization header for one call to ``path`` (a fresh jti each time)."""
+
+    def build(path: str) -> dict:
+        return {"Authorization": f"Bearer {sign(BASE_URL + path)}"}
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def fhir_server() -> Iterator[str]:
+    """Base URL of a real FHIR R4 server: ours in Node, or COUNTERSIGN_TEST_FHIR_BASE_URL."""
+    external = external_base_url()
+    if external:
+        yield external
+        return
+    with FhirTestServer() as server:
+        yield server.base_url
