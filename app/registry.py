@@ -9,8 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.validated_files import load_validated
 
 CARDS_DIRECTORY = Path(__file__).parent / "model_cards"
 ModelStatus = Literal["active", "shadow", "paused", "retired"]
@@ -41,24 +42,11 @@ class ModelCard(BaseModel):
         return f"{self.name} {self.version}"
 
 
-class InvalidModelCard(Exception):
-    """A card that fails its schema; the message names the file and the field."""
-
-
 def load_model_cards(directory: Path = CARDS_DIRECTORY) -> dict[str, ModelCard]:
     """Every card in ``directory`` by model id; the one with status ``active`` wins per id."""
     cards: dict[str, ModelCard] = {}
     for path in sorted(directory.glob("*.yaml")):
-        card = _load(path)
+        card = load_validated(path, ModelCard)
         if card.status == "active" or card.id not in cards:
             cards[card.id] = card
     return cards
-
-
-def _load(path: Path) -> ModelCard:
-    try:
-        return ModelCard.model_validate(yaml.safe_load(path.read_text()))
-    except ValidationError as error:
-        problem = error.errors(include_url=False, include_input=False)[0]
-        field = ".".join(str(part) for part in problem["loc"])
-        raise InvalidModelCard(f"{path.name}: {field}: {problem['msg']}") from None

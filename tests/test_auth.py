@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import logging
 import threading
@@ -53,11 +55,14 @@ def test_alg_none_is_401(client):
 
 
 def test_hs256_signed_with_the_public_key_is_401(client, client_jwks):
+    """The classic key-confusion attack: HMAC keyed with the issuer's public key."""
     now = int(time.time())
     claims = {"iss": ISSUER, "aud": AUD, "iat": now, "exp": now + 300, "jti": "h-1"}
+    signing_input = f"{b64({'alg': 'HS256', 'typ': 'JWT', 'kid': KID})}.{b64(claims)}"
     secret = json.dumps(client_jwks["keys"][0]).encode()
-    token = jwt.encode(claims, secret, algorithm="HS256", headers={"kid": KID, "typ": "JWT"})
-    assert call(client, token).status_code == 401
+    digest = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    signature = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    assert call(client, f"{signing_input}.{signature}").status_code == 401
 
 
 def test_bad_signature_is_401(client, sign):

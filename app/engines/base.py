@@ -1,13 +1,13 @@
-"""The engine interface: patient data in, advice (with the evidence it used) out."""
+"""The engine interface: patient data in, advice (with the inputs it used) out."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Protocol
 
-from cds_hooks.advice import Advice
+from cds_hooks.advice import AdviceSet
 
 
 @dataclass(frozen=True)
@@ -37,14 +37,6 @@ class PatientData:
         return patients[0] if patients else None
 
 
-@dataclass(frozen=True)
-class EngineResult:
-    """The advice, and the references of every input the engine actually read to reach it."""
-
-    advice: list[Advice] = field(default_factory=list)
-    inputs_used: tuple[str, ...] = ()
-
-
 class Engine(Protocol):
-    def suggest(self, data: PatientData) -> EngineResult:
+    def suggest(self, data: PatientData) -> AdviceSet:
         """Pure function of ``data``: no I/O, deterministic, fast (it runs on the request path)."""
