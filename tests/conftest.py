@@ -10,12 +10,12 @@ from pathlib import Path
 
 import jwt
 import pytest
-from app.fhir_test_server import FhirTestServer, external_base_url
 from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask
 from flask.testing import FlaskClient
 
 from app import create_app
+from app.fhir_test_server import FhirTestServer, external_base_url
 from app.migrate import upgrade
 from app.settings import Settings
 from cds_hooks.auth import TrustedClient
