@@ -11,6 +11,7 @@ import cds_hooks
 import smart_launch
 from app.cds_backend import GovernedBackend
 from app.db import INSTANCE_DIR, create_db_engine, default_database_url
+from app.json_provider import OrjsonProvider
 from app.registry import load_model_cards
 from app.services import build_catalogue
 from app.settings import Settings
@@ -27,6 +28,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings()
     app = Flask(__name__, static_folder=str(STATIC_FOLDER), instance_path=str(INSTANCE_DIR))
     logging.basicConfig(level=settings.log_level)
+    app.json = OrjsonProvider(app)
     app.config["COUNTERSIGN"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     engine = create_db_engine(settings.database_url or default_database_url())

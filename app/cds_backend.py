@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 
-from app.audit.card_records import add_card_set, add_decisions
+from app.audit.card_records import add_decisions, insert_card_set
 from app.db import transaction
 from app.engines.base import PatientData
 from app.replay_guard import DatabaseReplayGuard
@@ -44,8 +44,8 @@ class GovernedBackend:
         return f"{self.base_url}/app/launch"
 
     def record_response(self, call: HookCall, advice: AdviceSet, cards: list[RenderedCard]) -> None:
-        with transaction(self.engine) as session:
-            add_card_set(session, call, self.catalogue[call.service_id].model, advice, cards)
+        with self.engine.begin() as connection:
+            insert_card_set(connection, call, self.catalogue[call.service_id].model, advice, cards)
 
     def record_feedback(self, service_id: str, items: list[FeedbackItem]) -> int:
         """Idempotent: a concurrent resend that wins the race makes ours a no-op on retry."""

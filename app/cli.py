@@ -11,7 +11,7 @@ from app.db import INSTANCE_DIR
 from app.demo import run_demo
 from app.demo_client import client_token, ensure_key
 from app.migrate import upgrade
-from app.wsgi_server import default_workers, serve
+from app.wsgi_server import DEFAULT_THREADS, default_workers, serve
 
 
 @click.group(cls=FlaskGroup, create_app=create_app, add_version_option=False)
@@ -25,7 +25,7 @@ def main() -> None:
 @main.command("serve")
 @click.option("--bind", default="127.0.0.1:8000", show_default=True, help="Address:port to listen on.")
 @click.option("--workers", default=default_workers(), show_default=True, help="Worker processes.")
-@click.option("--threads", default=4, show_default=True, help="Threads per worker.")
+@click.option("--threads", default=DEFAULT_THREADS, show_default=True, help="Threads per worker.")
 def serve_command(bind: str, workers: int, threads: int) -> None:
     """Run the service under gunicorn (put a TLS-terminating proxy in front in production)."""
     serve(create_app, bind, workers, threads)

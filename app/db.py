@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
 from sqlalchemy import Engine, event
 from sqlmodel import Session, create_engine
 
 INSTANCE_DIR = Path(__file__).resolve().parent.parent / "instance"
+
+
+JSON_CODEC = {
+    "json_serializer": lambda value: orjson.dumps(value).decode(),
+    "json_deserializer": orjson.loads,
+}
 
 
 def default_database_url(instance_dir: Path = INSTANCE_DIR) -> str:
@@ -28,10 +37,11 @@ def create_db_engine(url: str) -> Engine:
         database = url.split("///", 1)[-1]
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **JSON_CODEC)
         event.listen(engine, "connect", _sqlite_pragmas)
+        start_checkpointer(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, **JSON_CODEC)
 
 
 def _sqlite_pragmas(connection, _record) -> None:
@@ -40,7 +50,25 @@ def _sqlite_pragmas(connection, _record) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA wal_autocheckpoint=0")
     cursor.close()
+
+
+def start_checkpointer(engine: Engine, interval: float = 1.0) -> None:
+    """Checkpoint the WAL from a background thread, never inside a request's commit.
+
+    SQLite's automatic checkpoint runs in whichever commit crosses the threshold: that request
+    pays for the fsync and holds the write lock while other workers back off. A passive
+    checkpoint every second keeps the WAL short without stalling anyone.
+    """
+
+    def checkpoint_forever() -> None:
+        while True:
+            time.sleep(interval)
+            with suppress(Exception), engine.connect() as connection:
+                connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+
+    threading.Thread(target=checkpoint_forever, name="sqlite-checkpointer", daemon=True).start()
 
 
 @contextmanager

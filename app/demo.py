@@ -10,7 +10,7 @@ from app.demo_client import ensure_key, trusted_client
 from app.fhir_test_server import FhirTestServer
 from app.migrate import upgrade
 from app.settings import Settings
-from app.wsgi_server import serve
+from app.wsgi_server import DEFAULT_THREADS, default_workers, serve
 
 
 def run_demo(host: str, port: int) -> None:
@@ -35,4 +35,4 @@ def run_demo(host: str, port: int) -> None:
         click.echo(f"      discovery:  {base_url}/cds-services")
         click.echo(f"      token:      countersign client-token --aud {base_url}/cds-services")
         click.echo(f"Countersign is running at {base_url}/cds-services  (Ctrl-C stops everything)")
-        serve(lambda: create_app(settings), f"{host}:{port}", workers=2, threads=4)
+        serve(lambda: create_app(settings), f"{host}:{port}", default_workers(), DEFAULT_THREADS)

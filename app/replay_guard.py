@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 
-from sqlalchemy import Column, DateTime, Engine, delete
+from sqlalchemy import Column, Connection, DateTime, Engine, delete, insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel
 
-from app.db import transaction, utcnow
+from app.db import utcnow
 
 
 class SeenToken(SQLModel, table=True):
@@ -24,14 +25,22 @@ class SeenToken(SQLModel, table=True):
 class DatabaseReplayGuard:
     """Insert-or-fail on (iss, jti): the primary key makes the check atomic across processes."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, purge_interval: float = 60.0) -> None:
         self.engine = engine
+        self.purge_interval = purge_interval
+        self._next_purge = 0.0
 
     def claim(self, iss: str, jti: str, expires_at: datetime) -> bool:
         try:
-            with transaction(self.engine) as session:
-                session.exec(delete(SeenToken).where(SeenToken.expires_at < utcnow()))
-                session.add(SeenToken(iss=iss, jti=jti, expires_at=expires_at))
+            with self.engine.begin() as connection:
+                self._purge_expired(connection)
+                connection.execute(insert(SeenToken), {"iss": iss, "jti": jti, "expires_at": expires_at})
         except IntegrityError:
             return False
         return True
+
+    def _purge_expired(self, connection: Connection) -> None:
+        """Expired ids can never be replayed (their tokens fail on exp): drop them now and then."""
+        if time.monotonic() >= self._next_purge:
+            connection.execute(delete(SeenToken).where(SeenToken.expires_at < utcnow()))
+            self._next_purge = time.monotonic() + self.purge_interval

@@ -8,10 +8,12 @@ from collections.abc import Callable
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
+DEFAULT_THREADS = 8
+
 
 def default_workers() -> int:
-    """Gunicorn's rule of thumb (2 x cores + 1), capped so a small host is not oversubscribed."""
-    return min(2 * (os.cpu_count() or 1) + 1, 9)
+    """One process per core: hook calls are CPU-bound Python; threads cover waits on FHIR reads."""
+    return max(os.cpu_count() or 1, 2)
 
 
 class EmbeddedGunicorn(BaseApplication):

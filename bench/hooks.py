@@ -23,6 +23,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from app.migrate import upgrade
+from app.wsgi_server import DEFAULT_THREADS as THREADS
 from app.wsgi_server import default_workers
 from bench.load import LoadResult, run_load
 from bench.servers import free_port, gunicorn
@@ -31,7 +32,6 @@ from bench.workload import observations, order_sign
 ISSUER = "https://bench-ehr.example"
 KID = "bench-rs384"
 SERVICE_PATH = "/cds-services/medication-safety"
-THREADS = 4
 
 
 @dataclass(frozen=True)

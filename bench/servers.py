@@ -60,6 +60,6 @@ def _wait_until_up(base_url: str, process: subprocess.Popen) -> None:
         try:
             requests.get(base_url + "/", timeout=1)
             return
-        except requests.ConnectionError:
+        except requests.RequestException:
             time.sleep(0.2)
     raise RuntimeError("server did not start within 30 s")

@@ -120,11 +120,18 @@ class ClientAuthenticator:
     leeway: int
     max_lifetime: int
 
+    def __post_init__(self) -> None:
+        self._inline_keys = {
+            iss: parse_key_set(client.jwks) for iss, client in self.clients.items() if client.jwks
+        }
+
     def authenticate(self, authorization: str | None, audience: str) -> VerifiedClient:
         """Verify the bearer JWT for the endpoint at ``audience``; raise AuthenticationError."""
         token = _bearer_token(authorization)
-        header = _header(token)
-        client = self._client(token)
+        header, unverified = _unverified_parts(token)
+        client = self.clients.get(unverified.get("iss"))
+        if client is None:
+            raise AuthenticationError("unknown-iss")
         key = self._signing_key(client, header)
         claims = self._verified_claims(token, key, header["alg"], audience, client.iss)
         if client.tenants and claims.get("tenant") not in client.tenants:
@@ -134,23 +141,12 @@ class ClientAuthenticator:
             raise AuthenticationError("replayed-jti")
         return VerifiedClient(client.iss, str(claims["jti"]), claims.get("tenant"))
 
-    def _client(self, token: str) -> TrustedClient:
-        try:
-            unverified = jwt.decode(token, options={"verify_signature": False})
-        except jwt.PyJWTError:
-            raise AuthenticationError("malformed") from None
-        client = self.clients.get(unverified.get("iss")) if isinstance(unverified, dict) else None
-        if client is None:
-            raise AuthenticationError("unknown-iss")
-        return client
-
     def _signing_key(self, client: TrustedClient, header: dict) -> Any:
         jku = header.get("jku")
         if jku is not None and jku not in client.allowed_jku():
             raise AuthenticationError("jku-not-allowlisted")
         if jku is None and client.jwks is not None:
-            keys = parse_key_set(client.jwks)
-            url = None
+            keys, url = self._inline_keys[client.iss], None
         else:
             url = jku or str(client.jwks_url)
             keys = self.key_sets.keys(url)
@@ -197,15 +193,19 @@ def _bearer_token(authorization: str | None) -> str:
     return token.strip()
 
 
-def _header(token: str) -> dict:
+def _unverified_parts(token: str) -> tuple[dict, dict]:
+    """Header and claims before verification: only to pick the issuer and key, never trusted."""
     try:
-        header = jwt.get_unverified_header(token)
+        decoded = jwt.api_jwt.decode_complete(token, options={"verify_signature": False})
     except jwt.PyJWTError:
         raise AuthenticationError("malformed") from None
+    header, claims = decoded["header"], decoded["payload"]
     if header.get("alg") not in ALLOWED_ALGORITHMS:
         raise AuthenticationError("alg-not-allowed")
     if header.get("typ") != "JWT":
         raise AuthenticationError("typ")
     if not isinstance(header.get("kid"), str) or not header["kid"]:
         raise AuthenticationError("missing-kid")
-    return header
+    if not isinstance(claims, dict):
+        raise AuthenticationError("malformed")
+    return header, claims

@@ -11,6 +11,7 @@ import traceback
 from dataclasses import dataclass
 from typing import TypeVar
 
+import orjson
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
@@ -145,7 +146,11 @@ def _parse_body(model: type[Model]) -> Model:
     if request.mimetype not in JSON_TYPES:
         raise OutcomeError(415, "the body must be application/json")
     try:
-        return model.model_validate_json(request.get_data(cache=False))
+        document = orjson.loads(request.get_data(cache=False))
+    except orjson.JSONDecodeError:
+        raise OutcomeError(400, "the body is not valid JSON") from None
+    try:
+        return model.model_validate(document)
     except ValidationError as error:
         diagnostics, locations = describe_validation_error(error)
         raise OutcomeError(400, diagnostics, locations) from None

@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 
+from sqlalchemy import Connection, insert
 from sqlmodel import Session, select
 
 from app.audit.tables import CardDecision, CardSet, IssuedCard
+from app.db import utcnow
 from app.registry import ModelCard
 from cds_hooks.advice import AdviceSet
 from cds_hooks.backend import HookCall, UnknownCards, UnknownSuggestions
@@ -15,41 +17,49 @@ from cds_hooks.cards import RenderedCard
 from cds_hooks.models import FeedbackItem
 
 
-def add_card_set(
-    session: Session, call: HookCall, model: ModelCard, advice: AdviceSet, cards: list[RenderedCard]
-) -> CardSet:
-    """Stage the card set and its cards in ``session``; the caller's transaction commits them."""
-    card_set = CardSet(
-        hook_instance=call.request.hookInstance,
-        service_id=call.service_id,
-        hook=call.request.hook,
-        model_id=model.id,
-        model_version=model.version,
-        patient_id=call.context.patient_id,
-        encounter_id=call.context.encounter_id,
-        user_id=call.context.user_id,
-        fhir_server=call.request.fhir_server,
-        input_refs=list(advice.inputs_used),
-        fetched_prefetch_keys=list(call.prefetch.fetched),
-    )
-    session.add(card_set)
-    session.flush()
-    session.add_all(_issued_card(card_set, rendered) for rendered in cards)
-    return card_set
+def insert_card_set(
+    connection: Connection, call: HookCall, model: ModelCard, advice: AdviceSet, cards: list[RenderedCard]
+) -> int:
+    """Insert the card set and its cards on the caller's transaction; returns the card set id.
+
+    SQLAlchemy Core rather than the ORM: this runs on every hook call, and the unit of work
+    costs more than the hook's own logic.
+    """
+    card_set_id = connection.execute(
+        insert(CardSet).returning(CardSet.id),
+        {
+            "hook_instance": call.request.hookInstance,
+            "service_id": call.service_id,
+            "hook": call.request.hook,
+            "model_id": model.id,
+            "model_version": model.version,
+            "patient_id": call.context.patient_id,
+            "encounter_id": call.context.encounter_id,
+            "user_id": call.context.user_id,
+            "fhir_server": call.request.fhir_server,
+            "input_refs": list(advice.inputs_used),
+            "fetched_prefetch_keys": list(call.prefetch.fetched),
+            "created_at": utcnow(),
+        },
+    ).scalar_one()
+    if cards:
+        rows = [_issued_card(card_set_id, call.service_id, rendered) for rendered in cards]
+        connection.execute(insert(IssuedCard), rows)
+    return card_set_id
 
 
-def _issued_card(card_set: CardSet, rendered: RenderedCard) -> IssuedCard:
-    return IssuedCard(
-        uuid=rendered.uuid,
-        card_set_id=card_set.id,
-        service_id=card_set.service_id,
-        indicator=rendered.advice.indicator,
-        confidence=rendered.advice.confidence,
-        rule_id=rendered.advice.rule_id,
-        suggestion_uuids=list(rendered.suggestion_uuids),
-        evidence_refs=[item.reference for item in rendered.advice.evidence],
-        card=rendered.card,
-    )
+def _issued_card(card_set_id: int, service_id: str, rendered: RenderedCard) -> dict:
+    return {
+        "uuid": rendered.uuid,
+        "card_set_id": card_set_id,
+        "service_id": service_id,
+        "indicator": rendered.advice.indicator,
+        "confidence": rendered.advice.confidence,
+        "rule_id": rendered.advice.rule_id,
+        "suggestion_uuids": list(rendered.suggestion_uuids),
+        "evidence_refs": [item.reference for item in rendered.advice.evidence],
+        "card": rendered.card,
+    }
 
 
 def add_decisions(session: Session, service_id: str, items: list[FeedbackItem]) -> list[CardDecision]:
