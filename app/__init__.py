@@ -9,6 +9,7 @@ from flask import Flask
 
 import cds_hooks
 import smart_launch
+from app.audit.worker import outbox_worker
 from app.cds_backend import GovernedBackend
 from app.db import INSTANCE_DIR, create_db_engine, default_database_url
 from app.json_provider import OrjsonProvider
@@ -21,6 +22,7 @@ from smart_launch.blueprint import MODEL_CARDS_KEY
 
 STATIC_FOLDER = Path(__file__).resolve().parent.parent / "static"
 DATABASE_KEY = "database"
+WORKER_KEY = "outbox_worker"
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -35,9 +37,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions[DATABASE_KEY] = engine
     models = load_model_cards()
     app.extensions[MODEL_CARDS_KEY] = models
-    backend = GovernedBackend(build_catalogue(models, settings.base_url), engine, settings.base_url)
+    backend = GovernedBackend(build_catalogue(models, settings.base_url), engine, settings)
     cds_hooks.init_app(app, _cds_hooks_config(settings, backend))
     app.register_blueprint(smart_launch.bp)
+    worker = outbox_worker(settings, engine, models)
+    app.extensions[WORKER_KEY] = worker
+    if settings.outbox_in_process and settings.writeback_servers:
+        worker.start_in_background()
     return app
 
 

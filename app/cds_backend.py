@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import IntegrityError
 
-from app.audit.card_records import add_decisions, insert_card_set
-from app.db import transaction
+from app.audit import ledger, outbox
+from app.audit.card_records import add_decisions, card_set_entry, decision_entry, insert_card_set
+from app.audit.delivery import CARD_SET, DECISION
+from app.db import retrying, transaction
 from app.engines.base import PatientData
 from app.replay_guard import DatabaseReplayGuard
 from app.services import GovernedService
+from app.settings import Settings
 from cds_hooks.advice import AdviceSet
 from cds_hooks.backend import HookCall
 from cds_hooks.cards import RenderedCard
@@ -20,10 +22,11 @@ from cds_hooks.models import FeedbackItem
 class GovernedBackend:
     """Implements ``cds_hooks.backend.CdsBackend`` on the service catalogue and the database."""
 
-    def __init__(self, catalogue: dict[str, GovernedService], engine: Engine, base_url: str) -> None:
+    def __init__(self, catalogue: dict[str, GovernedService], engine: Engine, settings: Settings) -> None:
         self.catalogue = catalogue
         self.engine = engine
-        self.base_url = base_url
+        self.settings = settings
+        self.base_url = settings.base_url
         self.replay_guard = DatabaseReplayGuard(engine)
         self._descriptors = [d for s in catalogue.values() for d in s.descriptors()]
 
@@ -44,14 +47,27 @@ class GovernedBackend:
         return f"{self.base_url}/app/launch"
 
     def record_response(self, call: HookCall, advice: AdviceSet, cards: list[RenderedCard]) -> None:
+        """Card set, ledger entry and outbox message commit together or not at all."""
+        target = self.settings.writeback_target(call.request.fhir_server)
         with self.engine.begin() as connection:
-            insert_card_set(connection, call, self.catalogue[call.service_id].model, advice, cards)
+            model = self.catalogue[call.service_id].model
+            card_set_id = insert_card_set(connection, call, model, advice, cards)
+            ledger.append(connection, "card-set-issued", card_set_entry(call, model, advice, cards))
+            if target is not None:
+                outbox.enqueue(connection, CARD_SET, card_set_id, target)
 
     def record_feedback(self, service_id: str, items: list[FeedbackItem]) -> int:
         """Idempotent: a concurrent resend that wins the race makes ours a no-op on retry."""
-        try:
-            with transaction(self.engine) as session:
-                return len(add_decisions(session, service_id, items))
-        except IntegrityError:
-            with transaction(self.engine) as session:
-                return len(add_decisions(session, service_id, items))
+        return retrying(lambda: self._store_decisions(service_id, items))
+
+    def _store_decisions(self, service_id: str, items: list[FeedbackItem]) -> int:
+        with transaction(self.engine) as session:
+            decisions = add_decisions(session, service_id, items)
+            session.flush()
+            connection = session.connection()
+            for decision, card_set in decisions:
+                ledger.append(connection, "decision-recorded", decision_entry(decision))
+                target = self.settings.writeback_target(card_set.fhir_server)
+                if target is not None:
+                    outbox.enqueue(connection, DECISION, decision.id, target)
+            return len(decisions)

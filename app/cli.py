@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+
 import click
 from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
 
-from app import DATABASE_KEY, create_app
+from app import DATABASE_KEY, WORKER_KEY, create_app
+from app.audit.ledger import verify_database
 from app.db import INSTANCE_DIR
 from app.demo import run_demo
 from app.demo_client import client_token, ensure_key
@@ -58,3 +61,38 @@ def demo_command(host: str, port: int) -> None:
 def client_token_command(aud: str) -> None:
     """Print a one-use JWT signed by the demo CDS client's key (for curl against the demo)."""
     click.echo(client_token(ensure_key(INSTANCE_DIR), aud))
+
+
+@main.command("worker")
+@click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
+@with_appcontext
+def worker_command(once: bool) -> None:
+    """Drain the write-back outbox (run several at scale; leases keep them apart)."""
+    worker = current_app.extensions[WORKER_KEY]
+    if once:
+        click.echo(f"settled {worker.run_once()} outbox messages")
+        return
+    click.echo(f"outbox worker {worker.owner} running (Ctrl-C stops it)")
+    stop = threading.Event()
+    try:
+        worker.run_forever(stop)
+    except KeyboardInterrupt:
+        stop.set()
+
+
+@main.group("audit")
+def audit_group() -> None:
+    """Audit trail commands."""
+
+
+@audit_group.command("verify")
+@with_appcontext
+def audit_verify_command() -> None:
+    """Walk the hash-chained ledger; exit 1 naming the first broken entry."""
+    with current_app.extensions[DATABASE_KEY].connect() as connection:
+        result = verify_database(connection)
+    if result.intact:
+        click.echo(f"ledger intact: {result.entries} entries")
+        return
+    click.echo(f"ledger broken at entry {result.broken_at}: {result.reason}", err=True)
+    raise SystemExit(1)

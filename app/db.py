@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import orjson
 from sqlalchemy import Engine, event
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, create_engine
 
 INSTANCE_DIR = Path(__file__).resolve().parent.parent / "instance"
 
 
+T = TypeVar("T")
 JSON_CODEC = {
     "json_serializer": lambda value: orjson.dumps(value).decode(),
     "json_deserializer": orjson.loads,
@@ -81,3 +84,15 @@ def transaction(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+def retrying(work: Callable[[], T], attempts: int = 5) -> T:
+    """Run a unit of work again when it lost a race: a unique key taken, or SQLite's snapshot moved."""
+    for attempt in range(attempts):
+        try:
+            return work()
+        except (IntegrityError, OperationalError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.01 * (attempt + 1))
+    raise AssertionError("unreachable")

@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.audit.fhir_writer import WriteBackServer
 from cds_hooks.auth import TrustedClient
 
 
@@ -35,6 +36,13 @@ class Settings(BaseSettings):
     prefetch_max_pages: int = 50
     require_https_fhir: bool = False
     log_level: str = "INFO"
+    writeback_servers: list[WriteBackServer] = Field(default_factory=list)
+    writeback_default_server: str | None = None
+    outbox_in_process: bool = True
+    outbox_batch_size: int = 20
+    outbox_lease_seconds: float = 60.0
+    outbox_max_attempts: int = 8
+    outbox_base_delay_seconds: float = 1.0
 
     @model_validator(mode="after")
     def _load_trusted_clients_file(self) -> Settings:
@@ -42,6 +50,12 @@ class Settings(BaseSettings):
             entries = json.loads(self.trusted_clients_file.read_text())
             self.trusted_clients = [*self.trusted_clients, *map(TrustedClient.model_validate, entries)]
         return self
+
+    def writeback_target(self, fhir_server: str | None) -> str | None:
+        """Where a record is written back: the hook's fhirServer if we hold credentials for it."""
+        configured = {server.key for server in self.writeback_servers}
+        candidate = (fhir_server or self.writeback_default_server or "").rstrip("/")
+        return candidate if candidate in configured else None
 
     @property
     def base_url(self) -> str:

@@ -16,7 +16,7 @@ from tests.builders import medication_request, order_sign_request
 POSTGRES_URL = os.environ.get(
     "COUNTERSIGN_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-TABLES = {"card_set", "issued_card", "card_decision", "seen_token"}
+TABLES = {"card_set", "issued_card", "card_decision", "seen_token", "ledger_entry", "outbox_message"}
 SERVICE = "/cds-services/medication-safety"
 
 
@@ -36,8 +36,8 @@ def postgres_url() -> str:
     engine = create_engine(POSTGRES_URL)
     try:
         with engine.begin() as connection:
-            for table in [*TABLES, "alembic_version"]:
-                connection.execute(text(f'DROP TABLE IF EXISTS "{table}" CASCADE'))
+            connection.execute(text("DROP SCHEMA public CASCADE"))
+            connection.execute(text("CREATE SCHEMA public"))
     except OperationalError:
         pytest.skip(f"no PostgreSQL at {POSTGRES_URL}")
     finally:

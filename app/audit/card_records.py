@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 
 from sqlalchemy import Connection, insert
 from sqlmodel import Session, select
@@ -28,6 +29,7 @@ def insert_card_set(
     card_set_id = connection.execute(
         insert(CardSet).returning(CardSet.id),
         {
+            "uuid": str(uuid.uuid4()),
             "hook_instance": call.request.hookInstance,
             "service_id": call.service_id,
             "hook": call.request.hook,
@@ -62,8 +64,13 @@ def _issued_card(card_set_id: int, service_id: str, rendered: RenderedCard) -> d
     }
 
 
-def add_decisions(session: Session, service_id: str, items: list[FeedbackItem]) -> list[CardDecision]:
-    """Stage the decisions not stored before; all-or-nothing if any card is unknown to the service."""
+def add_decisions(
+    session: Session, service_id: str, items: list[FeedbackItem]
+) -> list[tuple[CardDecision, CardSet]]:
+    """Stage the decisions not stored before, with the card set each belongs to.
+
+    All-or-nothing: if any card is unknown to the service, nothing is staged.
+    """
     cards = _cards_of_service(session, service_id, {item.card for item in items})
     unknown = sorted({item.card for item in items} - cards.keys())
     if unknown:
@@ -74,7 +81,8 @@ def add_decisions(session: Session, service_id: str, items: list[FeedbackItem]) 
     )
     new = [decision for key, decision in decisions.items() if key not in stored]
     session.add_all(new)
-    return new
+    card_sets = {card.uuid: session.get(CardSet, card.card_set_id) for card in cards.values()}
+    return [(decision, card_sets[decision.card_uuid]) for decision in new]
 
 
 def _cards_of_service(session: Session, service_id: str, uuids: set[str]) -> dict[str, IssuedCard]:
@@ -105,3 +113,36 @@ def _decision(item: FeedbackItem, card: IssuedCard) -> CardDecision:
         user_comment=item.overrideReason.userComment if item.overrideReason else None,
         outcome_timestamp=item.outcomeTimestamp,
     )
+
+
+def card_set_entry(call: HookCall, model: ModelCard, advice: AdviceSet, cards: list[RenderedCard]) -> dict:
+    """What the ledger keeps of a response: who asked, which model answered, what it said."""
+    return {
+        "hookInstance": call.request.hookInstance,
+        "service": call.service_id,
+        "model": f"{model.id}@{model.version}",
+        "patient": call.context.patient_id,
+        "user": call.context.user_id,
+        "inputs": list(advice.inputs_used),
+        "cards": [
+            {
+                "uuid": rendered.uuid,
+                "indicator": rendered.advice.indicator,
+                "confidence": rendered.advice.confidence,
+                "rule": rendered.advice.rule_id,
+                "suggestions": list(rendered.suggestion_uuids),
+            }
+            for rendered in cards
+        ],
+    }
+
+
+def decision_entry(decision: CardDecision) -> dict:
+    return {
+        "card": decision.card_uuid,
+        "outcome": decision.outcome,
+        "acceptedSuggestions": decision.accepted_suggestions,
+        "overrideReason": decision.override_code,
+        "outcomeTimestamp": decision.outcome_timestamp.isoformat(),
+        "fingerprint": decision.fingerprint,
+    }

@@ -24,6 +24,7 @@ class CardSet(SQLModel, table=True):
     __tablename__ = "card_set"
 
     id: int | None = Field(default=None, primary_key=True)
+    uuid: str = Field(unique=True)
     hook_instance: str = Field(index=True)
     service_id: str = Field(index=True)
     hook: str

@@ -6,10 +6,15 @@ from alembic import context
 from sqlmodel import SQLModel
 
 from app import replay_guard
-from app.audit import tables
+from app.audit import ledger, outbox, tables
 from app.db import create_db_engine
 
-TABLE_MODULES = (tables, replay_guard)  # importing them registers their tables on the metadata
+TABLE_MODULES = (
+    tables,
+    replay_guard,
+    ledger,
+    outbox,
+)  # importing them registers their tables on the metadata
 config = context.config
 target_metadata = SQLModel.metadata
 

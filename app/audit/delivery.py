@@ -1,0 +1,173 @@
+"""Turn one outbox message into one FHIR transaction Bundle and write it.
+
+Resources are built here, when the outbox is drained, never on the request path. Every entry is a
+conditional create keyed by a delivery tag unique to that resource, so a retried or re-leased
+message never creates a duplicate, and a decision's Bundle re-asserts the card set's RequestGroup
+so the two messages may land in either order.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+
+from app.audit.fhir_writer import DeliveryError, FhirWriter
+from app.audit.tables import CardDecision, CardSet, IssuedCard
+from app.registry import ModelCard
+from fhir_profiles.ai_output import CardSetFacts, ai_output_provenance, guidance_response, request_group
+from fhir_profiles.audit_events import hook_call_audit_event, write_back_audit_event
+from fhir_profiles.common import DELIVERY_TAG_SYSTEM
+from fhir_profiles.decisions import (
+    DecisionFacts,
+    acceptance_provenance,
+    override_provenance,
+    override_task,
+)
+from fhir_profiles.device import ai_device, model_identifier
+from fhir_profiles.security_labels import URI_IDENTIFIER_SYSTEM
+
+CARD_SET, DECISION = "card-set", "decision"
+
+
+@dataclass
+class TransactionBundle:
+    entries: list[dict] = field(default_factory=list)
+
+    def add(self, resource: dict, key: str, if_none_exist: str | None = None) -> str:
+        """Add a conditional create; returns the ``urn:uuid`` other entries reference it by."""
+        full_url = f"urn:uuid:{uuid.uuid4()}"
+        meta = resource.setdefault("meta", {})
+        meta.setdefault("tag", []).append({"system": DELIVERY_TAG_SYSTEM, "code": key})
+        condition = if_none_exist or f"_tag={DELIVERY_TAG_SYSTEM}|{key}"
+        request = {"method": "POST", "url": resource["resourceType"], "ifNoneExist": condition}
+        self.entries.append({"fullUrl": full_url, "resource": resource, "request": request})
+        return full_url
+
+    def as_fhir(self) -> dict:
+        return {"resourceType": "Bundle", "type": "transaction", "entry": self.entries}
+
+
+@dataclass(frozen=True)
+class Deliverer:
+    """Builds and writes the Bundle for a message; raises DeliveryError when it cannot."""
+
+    engine: Engine
+    models: dict[str, ModelCard]
+    base_url: str
+
+    def deliver(self, kind: str, record_id: int, writer: FhirWriter) -> None:
+        with Session(self.engine) as session:
+            bundle = (
+                self._card_set_bundle(session, record_id)
+                if kind == CARD_SET
+                else self._decision_bundle(session, record_id, writer)
+            )
+        writer.transaction(bundle.as_fhir())
+
+    def _facts(self, session: Session, card_set: CardSet, bundle: TransactionBundle) -> CardSetFacts:
+        model = self.models[card_set.model_id]
+        model_card_url = f"{self.base_url}/app/models/{model.id}"
+        key = f"{model.id}-{card_set.model_version}"
+        device = ai_device(key, model.name, card_set.model_version, model_card_url)
+        identifier = model_identifier(key)
+        device_ref = bundle.add(device, f"device.{key}", f"identifier={identifier['system']}|{key}")
+        cards = session.exec(select(IssuedCard).where(IssuedCard.card_set_id == card_set.id)).all()
+        return CardSetFacts(
+            key=card_set.uuid,
+            hook_instance=card_set.hook_instance,
+            hook=card_set.hook,
+            service_url=f"{self.base_url}/cds-services/{card_set.service_id}",
+            patient_id=card_set.patient_id,
+            encounter_id=card_set.encounter_id,
+            user_id=card_set.user_id,
+            device_ref=device_ref,
+            model_version=key,
+            model_label=f"{model.name} {card_set.model_version}",
+            model_card_url=model_card_url,
+            issued_at=card_set.created_at,
+            input_refs=tuple(card_set.input_refs),
+            cards=tuple(sorted((c.card for c in cards), key=lambda card: card["uuid"])),
+        )
+
+    def _card_set_bundle(self, session: Session, card_set_id: int) -> TransactionBundle:
+        bundle = TransactionBundle()
+        card_set = session.get(CardSet, card_set_id)
+        facts = self._facts(session, card_set, bundle)
+        group = bundle.add(request_group(facts), f"{facts.key}.request-group") if facts.cards else ""
+        guidance = bundle.add(guidance_response(facts, group), f"{facts.key}.guidance-response")
+        bundle.add(ai_output_provenance(facts, group, guidance), f"{facts.key}.provenance")
+        bundle.add(hook_call_audit_event(facts, guidance), f"{facts.key}.audit-event")
+        return bundle
+
+    def _decision_bundle(self, session: Session, decision_id: int, writer: FhirWriter) -> TransactionBundle:
+        bundle = TransactionBundle()
+        decision = session.get(CardDecision, decision_id)
+        card = session.get(IssuedCard, decision.card_uuid)
+        facts = self._facts(session, session.get(CardSet, card.card_set_id), bundle)
+        group = bundle.add(request_group(facts), f"{facts.key}.request-group")
+        decided = DecisionFacts(
+            card_uuid=card.uuid,
+            outcome=decision.outcome,
+            decided_at=decision.outcome_timestamp,
+            accepted_suggestions=tuple(decision.accepted_suggestions),
+            reason=_reason(decision),
+            comment=decision.user_comment,
+        )
+        key = f"decision.{decision.fingerprint[:32]}"
+        if decision.outcome == "accepted":
+            self._add_acceptance(bundle, facts, decided, card.card, group, key, writer)
+        else:
+            task = bundle.add(override_task(facts, decided, group), f"{key}.task")
+            written = bundle.add(override_provenance(facts, decided, task, group), f"{key}.provenance")
+            audit = write_back_audit_event(facts.patient_id, written, facts.user_id, decided.decided_at)
+            bundle.add(audit, f"{key}.audit-event")
+        return bundle
+
+    def _add_acceptance(
+        self,
+        bundle: TransactionBundle,
+        facts: CardSetFacts,
+        decided: DecisionFacts,
+        card: dict,
+        group: str,
+        key: str,
+        writer: FhirWriter,
+    ) -> None:
+        accepted = [s for s in card.get("suggestions", []) if s["uuid"] in decided.accepted_suggestions]
+        for suggestion in accepted:
+            for index, action in enumerate(suggestion.get("actions", [])):
+                target = _accepted_target(action, suggestion["uuid"], writer)
+                provenance = acceptance_provenance(facts, decided, target, action["type"], group)
+                step = f"{key}.{suggestion['uuid'][:8]}.{index}"
+                written = bundle.add(provenance, f"{step}.provenance")
+                audit = write_back_audit_event(facts.patient_id, written, facts.user_id, decided.decided_at)
+                bundle.add(audit, f"{step}.audit-event")
+
+
+def _accepted_target(action: dict, suggestion_uuid: str, writer: FhirWriter) -> str:
+    """The version the EHR wrote when it applied the suggestion, found by our identifier on it."""
+    if action["type"] == "delete":
+        return action["resourceId"]
+    resource_type = action["resource"]["resourceType"]
+    found = writer.search(
+        resource_type, {"identifier": f"{URI_IDENTIFIER_SYSTEM}|urn:uuid:{suggestion_uuid}"}
+    )
+    entries = [e["resource"] for e in found.get("entry", []) if e.get("resource", {}).get("id")]
+    if not entries:
+        raise DeliveryError(f"the accepted {resource_type} is not on the server yet", permanent=False)
+    resource = entries[0]
+    version = resource.get("meta", {}).get("versionId")
+    reference = f"{resource_type}/{resource['id']}"
+    return f"{reference}/_history/{version}" if version else reference
+
+
+def _reason(decision: CardDecision) -> dict | None:
+    if decision.override_code is None:
+        return None
+    coding = {"system": decision.override_system, "code": decision.override_code}
+    if decision.override_display:
+        coding["display"] = decision.override_display
+    return coding

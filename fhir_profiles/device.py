@@ -1,0 +1,37 @@
+"""The AI-Device for one released model version (reference §1(a), AI Transparency IG)."""
+
+from __future__ import annotations
+
+from fhir.resources.R4B.device import Device
+
+from fhir_profiles.common import CANONICAL, PROFILE_AI_DEVICE, validated
+
+MODEL_VERSION_SYSTEM = f"{CANONICAL}/NamingSystem/model-version"
+
+
+def model_identifier(model_key: str) -> dict:
+    return {"system": MODEL_VERSION_SYSTEM, "value": model_key}
+
+
+def ai_device(model_key: str, name: str, version: str, model_card_url: str) -> dict:
+    """``type`` is fixed exactly by the profile, so it carries no display."""
+    return validated(
+        Device,
+        {
+            "resourceType": "Device",
+            "meta": {"profile": [PROFILE_AI_DEVICE]},
+            "identifier": [model_identifier(model_key)],
+            "status": "active",
+            "type": {
+                "coding": [
+                    {
+                        "system": "http://hl7.org/fhir/uv/aitransparency/CodeSystem/AIdeviceTypeCS",
+                        "code": "Artificial-Intelligence",
+                    }
+                ]
+            },
+            "deviceName": [{"name": name, "type": "user-friendly-name"}],
+            "version": [{"value": version}],
+            "url": model_card_url,
+        },
+    )

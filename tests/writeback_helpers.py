@@ -1,0 +1,95 @@
+"""Shared steps of the write-back tests: an EHR session against a real FHIR server."""
+
+from __future__ import annotations
+
+import uuid
+
+import requests
+
+from app.audit.fhir_writer import WriteBackServer
+from tests.builders import egfr, full_prefetch, medication_request, order_sign_request, patient, searchset
+
+SERVICE = "/cds-services/medication-safety"
+FEEDBACK = f"{SERVICE}/feedback"
+WARFARIN = ("855332", "warfarin sodium 5 MG Oral Tablet")
+IBUPROFEN = ("197806", "ibuprofen 600 MG Oral Tablet")
+NON_ADHERENCE = "http://terminology.hl7.org/CodeSystem/non-adherence-reason-codes"
+
+
+def writeback_settings(fhir_base: str, **overrides: object) -> dict:
+    return {
+        "writeback_servers": [WriteBackServer(base_url=fhir_base)],
+        "outbox_in_process": False,
+    } | overrides
+
+
+def put(fhir_base: str, resource: dict) -> dict:
+    url = f"{fhir_base}/{resource['resourceType']}/{resource['id']}"
+    response = requests.put(url, json=resource, headers={"Content-Type": "application/fhir+json"}, timeout=10)
+    assert response.status_code in (200, 201), response.text
+    return response.json()
+
+
+def search(fhir_base: str, resource_type: str, **params: str) -> list[dict]:
+    bundle = requests.get(
+        f"{fhir_base}/{resource_type}", params=params | {"_count": "200"}, timeout=10
+    ).json()
+    return [entry["resource"] for entry in bundle.get("entry", [])]
+
+
+def order_sign_session(client, auth, fhir_base: str) -> tuple[str, dict, dict]:
+    """A clinician signs metformin 2 g/day at eGFR 38 and ibuprofen while on warfarin: two cards."""
+    patient_id = f"wb{uuid.uuid4().hex[:12]}"
+    put(fhir_base, patient(patient_id))
+    drafts = [
+        medication_request(f"met-{patient_id}", dose_mg=1000, per_day=2, patient_id=patient_id),
+        medication_request(f"ibu-{patient_id}", IBUPROFEN, dose_mg=600, per_day=3, patient_id=patient_id),
+    ]
+    for draft in drafts:
+        put(fhir_base, draft)
+    warfarin = medication_request(
+        f"war-{patient_id}", WARFARIN, status="active", dose_mg=5, per_day=1, patient_id=patient_id
+    )
+    prefetch = full_prefetch(patient_id=patient_id) | {
+        "medications": searchset([warfarin]),
+        "renalFunction": searchset([egfr(38, patient_id=patient_id)]),
+    }
+    body = order_sign_request(drafts, prefetch, patient_id=patient_id, fhirServer=fhir_base)
+    cards = client.post(SERVICE, json=body, headers=auth(SERVICE)).get_json()["cards"]
+    by_rule = {card["extension"]["health.countersign.ai"]["rule"]: card for card in cards}
+    return patient_id, by_rule["metformin-egfr-30-45"], by_rule["warfarin-nsaid"]
+
+
+def accept_and_apply(client, auth, fhir_base: str, card: dict) -> dict:
+    """The EHR applies the update action (as the spec says, to its FHIR server), then sends feedback."""
+    suggestion = card["suggestions"][0]
+    updated = put(fhir_base, suggestion["actions"][0]["resource"])
+    item = {
+        "card": card["uuid"],
+        "outcome": "accepted",
+        "acceptedSuggestions": [{"id": suggestion["uuid"]}],
+        "outcomeTimestamp": "2026-11-23T10:05:31Z",
+    }
+    assert client.post(FEEDBACK, json={"feedback": [item]}, headers=auth(FEEDBACK)).status_code == 200
+    return updated
+
+
+def override(
+    client, auth, card: dict, comment: str = "INR stable; short course agreed with haematology"
+) -> None:
+    item = {
+        "card": card["uuid"],
+        "outcome": "overridden",
+        "overrideReason": {
+            "reason": {"system": NON_ADHERENCE, "code": "risk-benefit-ratio"},
+            "userComment": comment,
+        },
+        "outcomeTimestamp": "2026-11-23T10:06:00Z",
+    }
+    assert client.post(FEEDBACK, json={"feedback": [item]}, headers=auth(FEEDBACK)).status_code == 200
+
+
+def drain(worker, rounds: int = 50) -> None:
+    for _ in range(rounds):
+        if worker.run_once() == 0:
+            return
