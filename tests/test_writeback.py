@@ -96,7 +96,7 @@ def test_redelivery_of_every_message_creates_no_duplicate(wb_app, auth, fhir_ser
 
 def test_accept_before_the_ehr_wrote_the_change_is_retried_not_lost(wb_app, auth, fhir_server):
     client = wb_app.test_client()
-    patient_id, capped, _ = order_sign_session(client, auth, fhir_server)
+    _, capped, _ = order_sign_session(client, auth, fhir_server)
     item = {
         "card": capped["uuid"],
         "outcome": "accepted",
