@@ -96,3 +96,7 @@ def audit_verify_command() -> None:
         return
     click.echo(f"ledger broken at entry {result.broken_at}: {result.reason}", err=True)
     raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

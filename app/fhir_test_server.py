@@ -20,10 +20,13 @@ def external_base_url() -> str | None:
 
 
 class FhirTestServer:
-    """Runs ``node fhir_test_server/server.mjs`` on a free loopback port until stopped."""
+    """Runs ``node fhir_test_server/server.mjs`` on loopback (a free port unless given) until stopped."""
 
-    def __init__(self, require_bearer: str | None = None, log_requests: Path | None = None) -> None:
+    def __init__(
+        self, require_bearer: str | None = None, log_requests: Path | None = None, port: int = 0
+    ) -> None:
         self.require_bearer = require_bearer
+        self.port = port
         self.log_requests = log_requests
         self.base_url = ""
         self._process: subprocess.Popen[str] | None = None
@@ -31,7 +34,14 @@ class FhirTestServer:
     def start(self, timeout: float = 30) -> str:
         if not (SERVER_DIR / "node_modules").exists():
             raise RuntimeError("FHIR test server not installed: run `npm ci --prefix fhir_test_server`")
-        command = [shutil.which("node") or "node", "server.mjs", "--port", "0", "--host", "127.0.0.1"]
+        command = [
+            shutil.which("node") or "node",
+            "server.mjs",
+            "--port",
+            str(self.port),
+            "--host",
+            "127.0.0.1",
+        ]
         if self.require_bearer:
             command += ["--require-bearer", self.require_bearer]
         if self.log_requests:

@@ -26,7 +26,7 @@ from pydantic import (
 
 from cds_hooks.hooks import HookDefinition
 
-NonEmpty = Annotated[str, Field(min_length=1)]
+NonEmpty = Annotated[str, Field(min_length=1, pattern=r"\S")]
 USER_ID = re.compile(r"^(?P<type>[A-Za-z]+)/(?P<id>[A-Za-z0-9\-.]{1,64})$")
 FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")

@@ -40,8 +40,13 @@ TERMINOLOGY = "http://terminology.hl7.org/CodeSystem"
 
 
 def validated(model: type[FHIRResourceModel], data: dict) -> dict:
-    """Validate with fhir.resources (R4B = R4-compatible) and return plain FHIR JSON."""
-    return model.model_validate(data).model_dump(mode="json", exclude_none=True)
+    """Validate with fhir.resources (R4B = R4-compatible); raises ValidationError if ``data`` is not.
+
+    The builders already produce JSON-ready values, so ``data`` itself is returned: dumping the
+    model back out would double the cost of every write-back for an identical result.
+    """
+    model.model_validate(data)
+    return data
 
 
 def instant(moment: datetime) -> str:

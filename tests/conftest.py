@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -13,6 +14,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
 
 from app import create_app
 from app.fhir_test_server import FhirTestServer, external_base_url
@@ -20,6 +23,9 @@ from app.migrate import upgrade
 from app.settings import Settings
 from cds_hooks.auth import TrustedClient
 
+POSTGRES_URL = os.environ.get(
+    "COUNTERSIGN_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 BASE_URL = "http://localhost"
 ISSUER = "https://ehr.test.example/"
 KID = "test-es384"
@@ -108,3 +114,18 @@ def fhir_server() -> Iterator[str]:
         return
     with FhirTestServer() as server:
         yield server.base_url
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """An empty PostgreSQL database (the CI machine runs one on 127.0.0.1:5432)."""
+    engine = create_engine(POSTGRES_URL)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("DROP SCHEMA public CASCADE"))
+            connection.execute(text("CREATE SCHEMA public"))
+    except OperationalError:
+        pytest.skip(f"no PostgreSQL at {POSTGRES_URL}")
+    finally:
+        engine.dispose()
+    return POSTGRES_URL

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
-from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import inspect, text
 
 from app.db import create_db_engine
 from app.migrate import is_current, upgrade
 from tests.builders import medication_request, order_sign_request
 
-POSTGRES_URL = os.environ.get(
-    "COUNTERSIGN_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 TABLES = {"card_set", "issued_card", "card_decision", "seen_token", "ledger_entry", "outbox_message"}
 SERVICE = "/cds-services/medication-safety"
 
@@ -29,20 +23,6 @@ def test_sqlite_migrates_to_head_in_wal_mode(tmp_path):
     assert set(inspect(engine).get_table_names()) >= TABLES
     with engine.connect() as connection:
         assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
-
-
-@pytest.fixture
-def postgres_url() -> str:
-    engine = create_engine(POSTGRES_URL)
-    try:
-        with engine.begin() as connection:
-            connection.execute(text("DROP SCHEMA public CASCADE"))
-            connection.execute(text("CREATE SCHEMA public"))
-    except OperationalError:
-        pytest.skip(f"no PostgreSQL at {POSTGRES_URL}")
-    finally:
-        engine.dispose()
-    return POSTGRES_URL
 
 
 def test_postgres_migrates_and_refuses_a_replay_across_workers(postgres_url, make_app, sign):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
+from pydantic import ValidationError
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
@@ -49,6 +50,22 @@ class TransactionBundle:
     def as_fhir(self) -> dict:
         return {"resourceType": "Bundle", "type": "transaction", "entry": self.entries}
 
+    @classmethod
+    def combine(cls, bundles: list[TransactionBundle]) -> TransactionBundle:
+        """One Bundle for many messages: a conditional create repeated across them (the model's
+        Device, a card set's RequestGroup) is kept once and references to the copies redirected."""
+        kept: dict[str, str] = {}
+        aliases: dict[str, str] = {}
+        entries: list[dict] = []
+        for entry in (entry for bundle in bundles for entry in bundle.entries):
+            condition = entry["request"]["ifNoneExist"]
+            if condition in kept:
+                aliases[entry["fullUrl"]] = kept[condition]
+                continue
+            kept[condition] = entry["fullUrl"]
+            entries.append(entry)
+        return cls([{**entry, "resource": _redirect(entry["resource"], aliases)} for entry in entries])
+
 
 @dataclass(frozen=True)
 class Deliverer:
@@ -59,13 +76,21 @@ class Deliverer:
     base_url: str
 
     def deliver(self, kind: str, record_id: int, writer: FhirWriter) -> None:
+        writer.transaction(self.build(kind, record_id, writer).as_fhir())
+
+    def build(self, kind: str, record_id: int, writer: FhirWriter) -> TransactionBundle:
+        """The message's Bundle; a record that cannot become valid FHIR is a permanent failure."""
         with Session(self.engine) as session:
-            bundle = (
-                self._card_set_bundle(session, record_id)
-                if kind == CARD_SET
-                else self._decision_bundle(session, record_id, writer)
-            )
-        writer.transaction(bundle.as_fhir())
+            try:
+                bundle = (
+                    self._card_set_bundle(session, record_id)
+                    if kind == CARD_SET
+                    else self._decision_bundle(session, record_id, writer)
+                )
+            except (ValidationError, KeyError, TypeError, ValueError) as error:
+                reason = f"the record cannot be expressed as valid FHIR ({type(error).__name__})"
+                raise DeliveryError(reason, permanent=True) from None
+        return bundle
 
     def _facts(self, session: Session, card_set: CardSet, bundle: TransactionBundle) -> CardSetFacts:
         model = self.models[card_set.model_id]
@@ -162,6 +187,17 @@ def _accepted_target(action: dict, suggestion_uuid: str, writer: FhirWriter) -> 
     version = resource.get("meta", {}).get("versionId")
     reference = f"{resource_type}/{resource['id']}"
     return f"{reference}/_history/{version}" if version else reference
+
+
+def _redirect(value: object, aliases: dict[str, str]) -> object:
+    if isinstance(value, list):
+        return [_redirect(item, aliases) for item in value]
+    if isinstance(value, dict):
+        return {
+            key: aliases.get(item, item) if key == "reference" else _redirect(item, aliases)
+            for key, item in value.items()
+        }
+    return value
 
 
 def _reason(decision: CardDecision) -> dict | None:

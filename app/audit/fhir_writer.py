@@ -6,7 +6,7 @@ own: a static bearer token or none (an open sandbox). SMART Backend Services is 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import requests
@@ -43,6 +43,7 @@ class DeliveryError(Exception):
 class FhirWriter:
     server: WriteBackServer
     timeout: float = 10.0
+    session: requests.Session = field(default_factory=requests.Session)
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": FHIR_JSON, "Content-Type": FHIR_JSON}
@@ -58,7 +59,9 @@ class FhirWriter:
 
     def _call(self, method: str, url: str, **kwargs: object) -> dict:
         try:
-            response = requests.request(method, url, headers=self._headers(), timeout=self.timeout, **kwargs)
+            response = self.session.request(
+                method, url, headers=self._headers(), timeout=self.timeout, **kwargs
+            )
         except requests.RequestException as error:
             raise DeliveryError(
                 f"FHIR server unreachable ({type(error).__name__})", permanent=False

@@ -91,18 +91,18 @@ def claim(engine: Engine, owner: str, limit: int, lease: timedelta) -> list[Clai
         return [Claimed(*row) for row in connection.execute(statement)]
 
 
-def mark_delivered(engine: Engine, message: Claimed, owner: str) -> None:
-    _finish(engine, message, owner, status=DELIVERED, delivered_at=utcnow(), last_error=None)
+def mark_delivered(engine: Engine, messages: list[Claimed], owner: str) -> None:
+    _finish(engine, messages, owner, status=DELIVERED, delivered_at=utcnow(), last_error=None)
 
 
 def mark_dead(engine: Engine, message: Claimed, owner: str, error: dict) -> None:
-    _finish(engine, message, owner, status=DEAD, attempts=message.attempts + 1, last_error=error)
+    _finish(engine, [message], owner, status=DEAD, attempts=message.attempts + 1, last_error=error)
 
 
 def retry_later(engine: Engine, message: Claimed, owner: str, error: dict, delay: timedelta) -> None:
     _finish(
         engine,
-        message,
+        [message],
         owner,
         status=PENDING,
         attempts=message.attempts + 1,
@@ -111,11 +111,11 @@ def retry_later(engine: Engine, message: Claimed, owner: str, error: dict, delay
     )
 
 
-def _finish(engine: Engine, message: Claimed, owner: str, **values: object) -> None:
+def _finish(engine: Engine, messages: list[Claimed], owner: str, **values: object) -> None:
     """Only the lease holder may settle a message: a worker whose lease lapsed changes nothing."""
     with engine.begin() as connection:
         connection.execute(
             update(OutboxMessage)
-            .where(OutboxMessage.id == message.id, OutboxMessage.lease_owner == owner)
+            .where(OutboxMessage.id.in_([m.id for m in messages]), OutboxMessage.lease_owner == owner)
             .values(lease_owner=None, lease_until=None, **values)
         )

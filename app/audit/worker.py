@@ -13,7 +13,7 @@ from datetime import timedelta
 from sqlalchemy import Engine
 
 from app.audit import outbox
-from app.audit.delivery import Deliverer
+from app.audit.delivery import Deliverer, TransactionBundle
 from app.audit.fhir_writer import DeliveryError, FhirWriter, WriteBackServer
 from app.registry import ModelCard
 from app.settings import Settings
@@ -54,20 +54,45 @@ class OutboxWorker:
     def run_once(self) -> int:
         """Deliver one batch; returns how many messages it settled."""
         messages = outbox.claim(self.engine, self.owner, self.batch_size, self.lease)
+        by_target: dict[str, list[outbox.Claimed]] = {}
         for message in messages:
-            self._deliver(message)
+            by_target.setdefault(message.target, []).append(message)
+        for target, group in by_target.items():
+            self._deliver_group(target, group)
         return len(messages)
 
-    def _deliver(self, message: outbox.Claimed) -> None:
-        writer = self.writers.get(message.target)
+    def _deliver_group(self, target: str, messages: list[outbox.Claimed]) -> None:
+        """One transaction for the whole group; if it fails, each message alone, to isolate it."""
+        writer = self.writers.get(target)
+        if writer is None:
+            error = DeliveryError("no write-back credentials for this server", permanent=True)
+            for message in messages:
+                self._failed(message, error)
+            return
+        built = []
+        for message in messages:
+            try:
+                built.append((message, self.deliverer.build(message.kind, message.record_id, writer)))
+            except DeliveryError as error:
+                self._failed(message, error)
+        if len(built) > 1:
+            try:
+                writer.transaction(TransactionBundle.combine([bundle for _, bundle in built]).as_fhir())
+            except DeliveryError:
+                log.info("batched write-back failed; delivering its messages one by one")
+            else:
+                outbox.mark_delivered(self.engine, [message for message, _ in built], self.owner)
+                return
+        for message, bundle in built:
+            self._deliver_one(writer, message, bundle)
+
+    def _deliver_one(self, writer: FhirWriter, message: outbox.Claimed, bundle: TransactionBundle) -> None:
         try:
-            if writer is None:
-                raise DeliveryError("no write-back credentials for this server", permanent=True)
-            self.deliverer.deliver(message.kind, message.record_id, writer)
+            writer.transaction(bundle.as_fhir())
         except DeliveryError as error:
             self._failed(message, error)
         else:
-            outbox.mark_delivered(self.engine, message, self.owner)
+            outbox.mark_delivered(self.engine, [message], self.owner)
 
     def _failed(self, message: outbox.Claimed, error: DeliveryError) -> None:
         if error.permanent or message.attempts + 1 >= self.policy.max_attempts:

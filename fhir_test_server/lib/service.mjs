@@ -1,7 +1,7 @@
 // The FHIR REST interactions on top of Medplum's MemoryRepository and FhirRouter, with the gaps
 // of the bare library closed: validation on every write, conditional create through the same
 // path, 400 on unknown search parameters, default paging, and one request at a time (so that a
-// transaction's snapshot and rollback can never interleave with another request).
+// transaction's undo log can never interleave with another request).
 import { core, router } from './medplum.mjs';
 import { HttpError, errorResponse, outcome, statusOf } from './outcomes.mjs';
 import { addPageLinks, checkSearchParameters, pageWindow } from './search.mjs';
@@ -45,13 +45,31 @@ export class FhirService {
   async create(type, resource, { ifNoneExist, assignedId = false } = {}) {
     validate(resource, type);
     if (ifNoneExist) {
-      const matches = await this.repo.search(core.parseSearchRequest(`${type}?${ifNoneExist}`));
-      const found = matches.entry ?? [];
+      const found = await this.conditionalMatches(type, ifNoneExist);
       if (found.length > 1) throw new HttpError(412, 'duplicate', `If-None-Exist matched ${found.length} resources`);
       if (found.length === 1) return [200, found[0].resource];
     }
     const toCreate = assignedId ? resource : { ...resource, id: undefined };
     return [201, await this.repo.createResource(toCreate, { assignedId })];
+  }
+
+  /** Matches for If-None-Exist. Token criteria on _tag or identifier are checked directly: the
+   * library evaluates FHIRPath on every stored resource, which grows too slow for write-back. */
+  async conditionalMatches(type, criteria) {
+    const params = [...new URLSearchParams(criteria)];
+    const field = { _tag: (r) => r.meta?.tag, identifier: (r) => r.identifier }[params[0]?.[0]];
+    if (params.length !== 1 || !field) {
+      return ((await this.repo.search(core.parseSearchRequest(`${type}?${criteria}`))).entry ?? []);
+    }
+    const value = params[0][1];
+    const bar = value.indexOf('|');
+    const [system, code] = bar < 0 ? [undefined, value] : [value.slice(0, bar), value.slice(bar + 1)];
+    const matches = (token) => (token.code ?? token.value) === code && (system === undefined || token.system === system);
+    const found = [];
+    for (const resource of this.repo.resources.get(type)?.values() ?? []) {
+      if ((field(resource) ?? []).some(matches)) found.push({ resource });
+    }
+    return found;
   }
 
   async update(type, id, resource) {

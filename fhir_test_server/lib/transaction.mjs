@@ -29,19 +29,22 @@ async function transaction(service, entries) {
   entries.forEach((entry, index) => checkEntry(entry, index));
   const { prepared, mapping } = assignIds(service, entries);
   const order = prepared.map((entry, index) => index).sort((a, b) => rank(prepared[a]) - rank(prepared[b]));
-  const snapshot = takeSnapshot(service.repo);
+  const undo = [];
   const responses = new Array(prepared.length);
   try {
     for (const index of order) {
       const entry = { ...prepared[index], resource: rewrite(prepared[index].resource, mapping) };
+      const [type, id] = entry.request.url.split('?')[0].split('/').filter(Boolean);
+      if (id && ['PUT', 'DELETE'].includes(entry.request.method)) undo.push(capture(service.repo, type, id));
       const [status, resource] = await runEntry(service, entry, true);
+      if (status === 201 && entry.request.method === 'POST') undo.push({ type, id: resource.id, existed: false });
       if (entry.fullUrl?.startsWith('urn:uuid:') && resource?.id) {
         mapping.set(entry.fullUrl, `${resource.resourceType}/${resource.id}`);
       }
       responses[index] = responseEntry(service, status, resource);
     }
   } catch (error) {
-    restore(service.repo, snapshot);
+    for (const change of undo.reverse()) restore(service.repo, change);
     throw error;
   }
   return { resourceType: 'Bundle', type: 'transaction-response', entry: responses };
@@ -113,14 +116,19 @@ function rewrite(value, mapping) {
   return copy;
 }
 
-function takeSnapshot(repo) {
-  return { resources: structuredClone(repo.resources), history: structuredClone(repo.history) };
+/** What a key held before the transaction touched it: enough to put it back. */
+function capture(repo, type, id) {
+  const resource = repo.resources.get(type)?.get(id);
+  const history = repo.history.get(type)?.get(id);
+  return { type, id, existed: resource !== undefined, resource, history: history && [...history] };
 }
 
-function restore(repo, snapshot) {
-  repo.resources.clear();
-  repo.history.clear();
-  for (const [key, value] of snapshot.resources) repo.resources.set(key, value);
-  for (const [key, value] of snapshot.history) repo.history.set(key, value);
+function restore(repo, { type, id, existed, resource, history }) {
+  if (!existed) {
+    repo.resources.get(type)?.delete(id);
+    repo.history.get(type)?.delete(id);
+    return;
+  }
+  repo.resources.get(type).set(id, resource);
+  repo.history.get(type).set(id, history);
 }
-

@@ -1,0 +1,76 @@
+"""Outbox delivery benchmark: resources per second written to the FHIR test server.
+
+    python -m bench.outbox [--messages 300]
+
+Records N hook responses (each a card set with one card: RequestGroup, GuidanceResponse,
+Provenance, AuditEvent and the model's Device), then times one worker draining them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from app import WORKER_KEY, create_app
+from app.audit.fhir_writer import WriteBackServer
+from app.fhir_test_server import FhirTestServer
+from app.migrate import upgrade
+from app.settings import Settings
+from cds_hooks.auth import TrustedClient
+from tests.builders import full_prefetch, medication_request, order_sign_request
+
+RESOURCES_PER_MESSAGE = 5
+ISSUER = "https://bench-ehr.example"
+
+
+def record_responses(app, key, count: int, fhir_base: str) -> None:
+    client = app.test_client()
+    audience = "http://localhost/cds-services/medication-safety"
+    for index in range(count):
+        now = int(time.time())
+        claims = {"iss": ISSUER, "aud": audience, "iat": now, "exp": now + 300, "jti": str(uuid.uuid4())}
+        token = jwt.encode(claims, key, algorithm="ES384", headers={"kid": "k", "typ": "JWT"})
+        body = order_sign_request([medication_request(f"d{index}")], full_prefetch(), fhirServer=fhir_base)
+        response = client.post("/cds-services/medication-safety", json=body, headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 200
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=300)
+    args = parser.parse_args()
+    key = ec.generate_private_key(ec.SECP384R1())
+    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key())) | {"kid": "k"}
+    with tempfile.TemporaryDirectory() as scratch, FhirTestServer() as fhir:
+        database_url = f"sqlite:///{Path(scratch) / 'outbox.db'}"
+        upgrade(database_url)
+        settings = Settings(
+            database_url=database_url,
+            public_base_url="http://localhost",
+            trusted_clients=[TrustedClient(iss=ISSUER, jwks={"keys": [jwk]})],
+            writeback_servers=[WriteBackServer(base_url=fhir.base_url)],
+            outbox_in_process=False,
+            log_level="WARNING",
+        )
+        app = create_app(settings)
+        record_responses(app, key, args.messages, fhir.base_url)
+        worker = app.extensions[WORKER_KEY]
+        started = time.perf_counter()
+        delivered = 0
+        while settled := worker.run_once():
+            delivered += settled
+        elapsed = time.perf_counter() - started
+    rate = delivered * RESOURCES_PER_MESSAGE / elapsed
+    print(f"delivered {delivered} messages ({delivered * RESOURCES_PER_MESSAGE} resources) in {elapsed:.2f} s")
+    print(f"outbox delivery rate: {rate:,.0f} resources/s ({delivered / elapsed:,.0f} messages/s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+"""Fault tests of write-back: nothing lost, nothing duplicated, poison messages set aside."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import requests
+from sqlalchemy import text, update
+from sqlmodel import Session, select
+
+from app import DATABASE_KEY, WORKER_KEY
+from app.audit.outbox import DEAD, DELIVERED, PENDING, OutboxMessage
+from app.audit.tables import CardSet
+from app.fhir_test_server import FhirTestServer
+from bench.servers import free_port
+from tests.builders import full_prefetch, medication_request, order_sign_request, patient
+from tests.writeback_helpers import FEEDBACK, SERVICE, drain, put, writeback_settings
+
+pytestmark = pytest.mark.integration
+
+
+def statuses(app) -> dict[str, int]:
+    with Session(app.extensions[DATABASE_KEY]) as session:
+        rows = session.exec(select(OutboxMessage.status)).all()
+    return {status: rows.count(status) for status in set(rows)}
+
+
+def total(fhir_base: str, resource_type: str, **params: str) -> int:
+    return requests.get(f"{fhir_base}/{resource_type}", params=params | {"_count": "1"}, timeout=30).json()[
+        "total"
+    ]
+
+
+def hook_calls(client, auth, fhir_base: str, patient_id: str, count: int) -> list[dict]:
+    cards = []
+    for index in range(count):
+        draft = medication_request(f"d{index}-{patient_id}", patient_id=patient_id)
+        body = order_sign_request(
+            [draft], full_prefetch(patient_id=patient_id), patient_id=patient_id, fhirServer=fhir_base
+        )
+        cards += client.post(SERVICE, json=body, headers=auth(SERVICE)).get_json()["cards"]
+    return cards
+
+
+def accept_all(client, auth, cards: list[dict]) -> None:
+    items = [
+        {
+            "card": c["uuid"],
+            "outcome": "accepted",
+            "acceptedSuggestions": [{"id": c["suggestions"][0]["uuid"]}],
+            "outcomeTimestamp": "2026-11-23T10:05:31Z",
+        }
+        for c in cards
+    ]
+    for start in range(0, len(items), 100):
+        response = client.post(
+            FEEDBACK, json={"feedback": items[start : start + 100]}, headers=auth(FEEDBACK)
+        )
+        assert response.status_code == 200
+
+
+def test_a_resource_the_server_rejects_is_dead_lettered_and_the_rest_arrive(make_app, auth, fhir_server):
+    app = make_app(**writeback_settings(fhir_server))
+    patient_id = f"dl{time.time_ns()}"
+    put(fhir_server, patient(patient_id))
+    hook_calls(app.test_client(), auth, fhir_server, patient_id, 3)
+    with app.extensions[DATABASE_KEY].begin() as connection:
+        connection.execute(update(CardSet).where(CardSet.id == 2).values(input_refs=["   "]))
+    drain(app.extensions[WORKER_KEY])
+    assert statuses(app) == {DELIVERED: 2, DEAD: 1}
+    with Session(app.extensions[DATABASE_KEY]) as session:
+        dead = session.exec(select(OutboxMessage).where(OutboxMessage.status == DEAD)).one()
+    assert dead.record_id == 2
+    assert dead.last_error["resourceType"] == "OperationOutcome"
+    assert total(fhir_server, "GuidanceResponse", subject=f"Patient/{patient_id}") == 2
+
+
+def test_a_record_that_cannot_be_built_is_dead_lettered_not_retried_forever(make_app, auth, fhir_server):
+    app = make_app(**writeback_settings(fhir_server))
+    patient_id = f"nb{time.time_ns()}"
+    hook_calls(app.test_client(), auth, fhir_server, patient_id, 2)
+    with app.extensions[DATABASE_KEY].begin() as connection:
+        connection.execute(text('UPDATE issued_card SET card = \'{"uuid": "x"}\' WHERE card_set_id = 1'))
+    drain(app.extensions[WORKER_KEY])
+    assert statuses(app) == {DELIVERED: 1, DEAD: 1}
+
+
+def test_fhir_server_down_during_500_decisions_then_everything_arrives_once(make_app, auth):
+    port = free_port()
+    server = FhirTestServer(port=port)
+    base = server.start()
+    app = make_app(**writeback_settings(base, outbox_base_delay_seconds=0.01, outbox_max_attempts=100))
+    client = app.test_client()
+    patient_id = f"down{time.time_ns()}"
+    cards = hook_calls(client, auth, base, patient_id, 250)
+    server.stop()
+    accept_all(client, auth, cards)
+    cards += hook_calls(client, auth, base, patient_id, 250)
+    accept_all(client, auth, cards[250:])
+    worker = app.extensions[WORKER_KEY]
+    for _ in range(3):
+        worker.run_once()
+    assert statuses(app).get(DELIVERED, 0) == 0
+    restarted = FhirTestServer(port=port)
+    restarted.start()
+    try:
+        deadline = time.monotonic() + 300
+        while statuses(app).get(PENDING) and time.monotonic() < deadline:
+            if not worker.run_once():
+                time.sleep(0.05)
+        assert statuses(app) == {DELIVERED: 1000}
+        assert total(base, "GuidanceResponse", subject=f"Patient/{patient_id}") == 500
+        assert total(base, "Provenance", entity=f"Patient/{patient_id}") == 1000
+        assert total(base, "AuditEvent", patient=patient_id) == 1000
+    finally:
+        restarted.stop()
+
+
+def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(make_app, make_settings, auth, fhir_server):
+    overrides = writeback_settings(fhir_server, outbox_lease_seconds=2, outbox_batch_size=50)
+    app = make_app(**overrides)
+    patient_id = f"kill{time.time_ns()}"
+    hook_calls(app.test_client(), auth, fhir_server, patient_id, 200)
+    settings = make_settings(**overrides)
+    env = os.environ | {
+        "COUNTERSIGN_DATABASE_URL": settings.database_url,
+        "COUNTERSIGN_PUBLIC_BASE_URL": settings.public_base_url,
+        "COUNTERSIGN_WRITEBACK_SERVERS": json.dumps([{"base_url": fhir_server}]),
+        "COUNTERSIGN_OUTBOX_LEASE_SECONDS": "2",
+        "COUNTERSIGN_OUTBOX_BATCH_SIZE": "50",
+        "COUNTERSIGN_OUTBOX_IN_PROCESS": "false",
+        "COUNTERSIGN_LOG_LEVEL": "WARNING",
+    }
+    worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while statuses(app).get(DELIVERED, 0) < 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+    assert 0 < statuses(app).get(DELIVERED, 0) < 200
+    time.sleep(2.2)
+    drain(app.extensions[WORKER_KEY], rounds=100)
+    assert statuses(app) == {DELIVERED: 200}
+    assert total(fhir_server, "GuidanceResponse", subject=f"Patient/{patient_id}") == 200
+    assert total(fhir_server, "AuditEvent", patient=patient_id) == 200
+
+
+class CountingDeliverer:
+    """Records every delivery attempt, to prove no message is handed to two workers."""
+
+    lock = threading.Lock()
+
+    def __init__(self, inner, log: list[int]) -> None:
+        self.inner, self.log = inner, log
+
+    def deliver(self, kind: str, record_id: int, writer) -> None:
+        with self.lock:
+            self.log.append(record_id)
+        self.inner.deliver(kind, record_id, writer)
+
+
+def test_two_workers_on_postgres_never_hold_one_message_at_once(make_app, auth, fhir_server, postgres_url):
+    app = make_app(**writeback_settings(fhir_server), database_url=postgres_url)
+    patient_id = f"pg{time.time_ns()}"
+    hook_calls(app.test_client(), auth, fhir_server, patient_id, 120)
+    workers = [
+        make_app(**writeback_settings(fhir_server), database_url=postgres_url).extensions[WORKER_KEY]
+        for _ in range(2)
+    ]
+    delivered: list[int] = []
+    for worker in workers:
+        worker.deliverer = CountingDeliverer(worker.deliverer, delivered)
+    threads = [threading.Thread(target=drain, args=(worker, 100)) for worker in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(delivered) == list(range(1, 121))
+    assert statuses(app) == {DELIVERED: 120}
+    assert total(fhir_server, "GuidanceResponse", subject=f"Patient/{patient_id}") == 120
