@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import functools
+
 from fhir.resources.R4B.device import Device
 
 from fhir_profiles.common import CANONICAL, PROFILE_AI_DEVICE, validated
@@ -14,7 +17,15 @@ def model_identifier(model_key: str) -> dict:
 
 
 def ai_device(model_key: str, name: str, version: str, model_card_url: str) -> dict:
-    """``type`` is fixed exactly by the profile, so it carries no display."""
+    """``type`` is fixed exactly by the profile, so it carries no display.
+
+    One Device per model version, identical in every Bundle: validated once, copied per use.
+    """
+    return copy.deepcopy(_validated_device(model_key, name, version, model_card_url))
+
+
+@functools.cache
+def _validated_device(model_key: str, name: str, version: str, model_card_url: str) -> dict:
     return validated(
         Device,
         {

@@ -155,17 +155,17 @@ def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(make_app, make_s
 
 
 class CountingDeliverer:
-    """Records every delivery attempt, to prove no message is handed to two workers."""
+    """Records every message a worker builds for delivery, to prove none is handed to two workers."""
 
     lock = threading.Lock()
 
     def __init__(self, inner, log: list[int]) -> None:
         self.inner, self.log = inner, log
 
-    def deliver(self, kind: str, record_id: int, writer) -> None:
+    def build(self, kind: str, record_id: int, writer):
         with self.lock:
             self.log.append(record_id)
-        self.inner.deliver(kind, record_id, writer)
+        return self.inner.build(kind, record_id, writer)
 
 
 def test_two_workers_on_postgres_never_hold_one_message_at_once(make_app, auth, fhir_server, postgres_url):
