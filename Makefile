@@ -32,4 +32,5 @@ test: install lint
 	$(BIN)/python -m pytest
 
 bench: install
-	$(BIN)/python -m bench.hooks
+	$(BIN)/python -m bench.hooks --write docs/PERFORMANCE.md
+	$(BIN)/python -m bench.outbox --append docs/PERFORMANCE.md

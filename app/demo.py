@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from app import create_app
+from app.audit.fhir_writer import WriteBackServer
 from app.db import INSTANCE_DIR, default_database_url
 from app.demo_client import ensure_key, trusted_client
 from app.fhir_test_server import FhirTestServer
@@ -22,13 +23,18 @@ def run_demo(host: str, port: int) -> None:
     click.echo("[2/4] starting the FHIR R4 test server")
     with FhirTestServer() as fhir:
         click.echo(f"      FHIR server: {fhir.base_url}")
-        click.echo("[3/4] registering the demo CDS client (ES384 key in instance/)")
+        click.echo("[3/4] registering the demo CDS client (ES384 key in instance/) and write-back")
         key_path = ensure_key(INSTANCE_DIR)
         settings = environment.model_copy(
             update={
                 "public_base_url": base_url,
                 "database_url": database_url,
                 "trusted_clients": [*environment.trusted_clients, trusted_client(key_path)],
+                "writeback_servers": [
+                    *environment.writeback_servers,
+                    WriteBackServer(base_url=fhir.base_url),
+                ],
+                "writeback_default_server": environment.writeback_default_server or fhir.base_url,
             }
         )
         click.echo("[4/4] starting Countersign")

@@ -127,7 +127,7 @@ def _concurrency_section(bare_url: str, app_url: str, signer: Signer, scale: flo
         "| server, concurrency | requests | req/s | p50 ms | p95 ms | p99 ms |",
         "|---|---|---|---|---|---|",
     ]
-    ratios = []
+    ratios, shares = [], {}
     body = order_sign()
     for concurrency, total in ((1, 400), (8, 1500), (32, 2000)):
         count = max(int(total * scale), 50)
@@ -135,8 +135,15 @@ def _concurrency_section(bare_url: str, app_url: str, signer: Signer, scale: flo
         ours = measure(app_url, body, signer, concurrency, count)
         lines += [row(f"bare Flask, c={concurrency}", bare), row(f"medication-safety, c={concurrency}", ours)]
         ratios.append(f"c={concurrency}: {ours.throughput / bare.throughput:.0%}")
+        shares[concurrency] = (ours.throughput / bare.throughput, ours.percentile(95))
         print(lines[-2], lines[-1], sep="\n", flush=True)
-    return [*lines, "", f"Countersign throughput as a share of bare Flask: {', '.join(ratios)}.", ""]
+    share, p95 = shares[8]
+    verdict = (
+        f"Targets at c=8: ≥ 35 % of bare Flask ({share:.0%}: {'met' if share >= 0.35 else 'not met'}), "
+        f"p95 ≤ 15 ms ({p95:.1f} ms: {'met' if p95 <= 15 else 'not met'})."
+    )
+    summary = f"Countersign throughput as a share of bare Flask: {', '.join(ratios)}."
+    return [*lines, "", summary, verdict, ""]
 
 
 def _prefetch_section(app_url: str, signer: Signer, scale: float) -> list[str]:
@@ -152,7 +159,9 @@ def _prefetch_section(app_url: str, signer: Signer, scale: float) -> list[str]:
         result = measure(app_url, body, signer, 1, max(int(total * scale), 10))
         lines.append(row(f"{size:,}", result))
         print(lines[-1], flush=True)
-    return [*lines, ""]
+    p95 = result.percentile(95)
+    verdict = f"Target: a 10,000-resource prefetch answers in ≤ 250 ms (p95 {p95:.0f} ms: "
+    return [*lines, "", verdict + ("met)." if p95 <= 250 else "not met)."), ""]
 
 
 if __name__ == "__main__":
