@@ -8,12 +8,13 @@ from collections.abc import Callable
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
-DEFAULT_THREADS = 8
+DEFAULT_THREADS = 4
 
 
 def default_workers() -> int:
-    """One process per core: hook calls are CPU-bound Python; threads cover waits on FHIR reads."""
-    return max(os.cpu_count() or 1, 2)
+    """Gunicorn's 2 x cores + 1: hook calls are CPU-bound Python, so processes carry the load;
+    a few threads each cover waits on FHIR reads without one keep-alive client pinning a process."""
+    return 2 * (os.cpu_count() or 1) + 1
 
 
 class EmbeddedGunicorn(BaseApplication):

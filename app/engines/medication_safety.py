@@ -3,19 +3,23 @@
 It reviews the draft orders of an order-select/order-sign call against the patient's latest eGFR,
 active medications and documented allergies. The clinical knowledge is data
 (``knowledge/medication_safety.yaml``), each rule with its source; this module only applies it.
+Resources are read as plain JSON, each prefetched list once, so thousands of observations cost
+milliseconds. Card text is built from the knowledge base only, never from free text in the record.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable
+import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta
-from functools import cached_property
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from app.engines.base import PatientData
 from app.engines.knowledge_schema import (
-    Allergen,
+    AllergyGroup,
+    CitedRule,
     DrugSelector,
     DuplicateClass,
     Interaction,
@@ -28,42 +32,78 @@ from cds_hooks.advice import (
     AdviceSet,
     CardSource,
     Evidence,
+    Indicator,
     ProposedAction,
     ProposedSuggestion,
 )
 
-__all__ = ["MedicationSafetyEngine", "load_medication_knowledge"]
+__all__ = ["MedicationSafetyEngine", "daily_dose_mg", "latest_egfr", "load_medication_knowledge"]
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+LOINC = "http://loinc.org"
 EGFR_LOINC = frozenset({"33914-3", "48642-3", "48643-1", "62238-1", "98979-8", "69405-9"})
 VOID_STATUSES = frozenset({"entered-in-error", "cancelled"})
-STALE_AFTER = timedelta(days=365)
 SEVERITY = {"critical": 0, "warning": 1, "info": 2}
-HOURS_PER = {"h": 1, "d": 24, "wk": 168}
+Rule = TypeVar("Rule", Interaction, DuplicateClass)
+
+# Confidence is a fixed function of the evidence, so the same chart always gets the same number.
+CONFIDENCE_RENAL = 0.95
+CONFIDENCE_UNREAD_DOSE = 0.7
+CONFIDENCE_INTERACTION = 0.85
+CONFIDENCE_DUPLICATE = 0.8
+CONFIDENCE_ALLERGY = 0.9
+PENALTY_STALE_LAB = 0.2
+PENALTY_CROSS_REACTIVITY = 0.05
+PENALTY_UNCONFIRMED_ALLERGY = 0.15
 
 
 @dataclass(frozen=True)
 class Medication:
-    """A MedicationRequest recognised as one ingredient of the knowledge base."""
+    """A MedicationRequest recognised as one or more ingredients of the knowledge base."""
 
     reference: str
-    ingredient: str
-    classes: tuple[str, ...]
+    ingredients: tuple[str, ...]
+    classes: frozenset[str]
     resource: dict
+    is_draft: bool
 
     @property
     def name(self) -> str:
-        return self.ingredient
+        return "/".join(self.ingredients)
+
+    @property
+    def role(self) -> str:
+        return "draft order" if self.is_draft else "active medication"
 
     def is_(self, selector: DrugSelector) -> bool:
-        return selector.matches(self.ingredient, self.classes)
+        return selector.matches(self.ingredients, self.classes)
 
 
 @dataclass(frozen=True)
 class Egfr:
     reference: str
     value: float
-    when: date
+    when: datetime
+
+    @property
+    def day(self) -> str:
+        return self.when.date().isoformat()
+
+
+@dataclass(frozen=True)
+class AllergyMatch:
+    """A current allergy that conflicts with an order, and the rule that says so."""
+
+    reference: str
+    rule: CitedRule
+    label: str
+    high: bool
+    confirmed: bool
+    same_ingredient: bool
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 class MedicationSafetyEngine:
@@ -71,326 +111,573 @@ class MedicationSafetyEngine:
         self,
         source: CardSource,
         knowledge: MedicationKnowledge,
-        today: Callable[[], date] = date.today,
+        clock: Callable[[], datetime] = _utc_now,
     ) -> None:
         self.source = source
         self.knowledge = knowledge
-        self.today = today
-
-    @cached_property
-    def _ingredient_by_code(self) -> dict[str, str]:
-        return {code: name for name, drug in self.knowledge.drugs.items() for code in drug.rxnorm}
+        self.clock = clock
+        self._stale_after = timedelta(days=knowledge.egfr_max_age_days)
+        self._ingredient_by_code = {
+            code: name for name, drug in knowledge.drugs.items() for code in drug.rxnorm
+        }
+        self._ingredient_words = _word_pattern(knowledge.drugs)
+        self._group_words = {group.id: _word_pattern(group.names) for group in knowledge.allergy_groups}
 
     def suggest(self, data: PatientData) -> AdviceSet:
-        drafts = [m for m in map(self._recognise, data.draft_orders) if m is not None]
-        reviewed = [m for m in drafts if not data.selections or m.reference in data.selections]
+        """Advice for the orders under review; ``inputs_used`` lists what the decision rested on."""
+        medications = _medication_index(data)
+        drafts = [r for r in data.draft_orders if r.get("resourceType") == "MedicationRequest"]
+        under_review = [r for r in drafts if not data.selections or _reference(r) in data.selections]
+        used = {_reference(r) for r in under_review}
+        reviewed = self._recognise_all(under_review, medications, is_draft=True)
         if not reviewed:
-            return AdviceSet(inputs_used=tuple(sorted(self._draft_refs(data))))
-        active = [m for m in map(self._recognise, data.of_type("MedicationRequest")) if m is not None]
-        others = [*drafts, *(m for m in active if m.resource.get("status") == "active")]
-        egfr = latest_egfr(data.of_type("Observation"))
+            return AdviceSet(inputs_used=tuple(sorted(used)))
+
+        active = [r for r in data.of_type("MedicationRequest") if r.get("status") == "active"]
+        others = [
+            *self._recognise_all(drafts, medications, is_draft=True),
+            *self._recognise_all(active, medications, is_draft=False),
+        ]
         allergies = [a for a in data.of_type("AllergyIntolerance") if _is_current_allergy(a)]
+        used |= {_reference(r) for r in (*drafts, *active, *allergies)}
+        egfr = self._egfr_if_needed(reviewed, data)
+        if egfr is not None:
+            used.add(egfr.reference)
+
         advice = [
             *self._renal(reviewed, egfr),
-            *_unique(self._interactions(reviewed, others)),
-            *_unique(self._duplicates(reviewed, others)),
+            *self._interactions(reviewed, others),
+            *self._duplicates(reviewed, others),
             *self._allergies(reviewed, allergies),
         ]
         advice.sort(key=lambda item: SEVERITY[item.indicator])
-        used = self._draft_refs(data) | {m.reference for m in others}
-        used |= {f"AllergyIntolerance/{a.get('id')}" for a in allergies}
-        if egfr is not None:
-            used.add(egfr.reference)
         return AdviceSet(tuple(advice), tuple(sorted(used)))
 
-    @staticmethod
-    def _draft_refs(data: PatientData) -> set[str]:
-        return {_reference(r) for r in data.draft_orders if r.get("resourceType") == "MedicationRequest"}
+    # Recognition
 
-    def _recognise(self, resource: dict) -> Medication | None:
-        if resource.get("resourceType") != "MedicationRequest":
-            return None
-        concept = resource.get("medicationCodeableConcept") or {}
-        ingredient = self._by_code(concept) or self._by_name(concept)
-        if ingredient is None:
-            return None
-        classes = self.knowledge.drugs[ingredient].classes
-        return Medication(_reference(resource), ingredient, classes, resource)
+    def _recognise_all(
+        self, requests: list[dict], medications: dict[str, dict], *, is_draft: bool
+    ) -> list[Medication]:
+        recognised = (self._recognise(r, medications, is_draft) for r in requests)
+        return [m for m in recognised if m is not None]
 
-    def _by_code(self, concept: dict) -> str | None:
-        for coding in concept.get("coding") or ():
-            if coding.get("system") == RXNORM and coding.get("code") in self._ingredient_by_code:
-                return self._ingredient_by_code[coding["code"]]
+    def _recognise(self, request: dict, medications: dict[str, dict], is_draft: bool) -> Medication | None:
+        concept = _medication_concept(request, medications)
+        if concept is None:
+            return None
+        ingredients = self._ingredients(concept)
+        if not ingredients:
+            return None
+        classes = frozenset(c for name in ingredients for c in self.knowledge.drugs[name].classes)
+        return Medication(_reference(request), ingredients, classes, request, is_draft)
+
+    def _ingredients(self, concept: dict) -> tuple[str, ...]:
+        """Ingredients named by RxNorm code, then by whole-word name in the text and displays."""
+        by_code = [
+            self._ingredient_by_code[c["code"]]
+            for c in _codings(concept)
+            if c.get("system") == RXNORM and c.get("code") in self._ingredient_by_code
+        ]
+        by_name = [match.lower() for match in self._ingredient_words.findall(_concept_text(concept))]
+        return tuple(dict.fromkeys([*by_code, *by_name]))
+
+    # Renal dose limits
+
+    def _egfr_if_needed(self, reviewed: list[Medication], data: PatientData) -> Egfr | None:
+        """Only read the labs when a renal rule could apply: the eGFR is then an input, else not."""
+        if any(m.is_(rule) for m in reviewed for rule in self.knowledge.renal_rules):
+            return latest_egfr(data.of_type("Observation"))
         return None
 
-    def _by_name(self, concept: dict) -> str | None:
-        texts = [concept.get("text") or ""] + [c.get("display") or "" for c in concept.get("coding") or ()]
-        words = " ".join(texts).lower()
-        return next((name for name in self.knowledge.drugs if name in words), None)
-
-    def _renal(self, reviewed: list[Medication], egfr: Egfr | None) -> Iterable[Advice]:
+    def _renal(self, reviewed: list[Medication], egfr: Egfr | None) -> Iterator[Advice]:
         if egfr is None:
             return
         for medication in reviewed:
-            for rule in self.knowledge.renal_rules:
-                if medication.is_(rule.selector) and rule.at_least <= egfr.value < rule.below:
-                    advice = self._renal_advice(rule, medication, egfr)
-                    if advice is not None:
-                        yield advice
-                    break
+            rule = next(
+                (
+                    r
+                    for r in self.knowledge.renal_rules
+                    if medication.is_(r) and r.at_least <= egfr.value < r.below
+                ),
+                None,
+            )
+            if rule is not None:
+                yield from self._renal_advice(rule, medication, egfr)
 
-    def _renal_advice(self, rule: RenalRule, medication: Medication, egfr: Egfr) -> Advice | None:
-        stale = self.today() - egfr.when > STALE_AFTER
-        evidence = (
-            Evidence(egfr.reference, f"eGFR {egfr.value:g} mL/min/1.73m2 on {egfr.when.isoformat()}"),
-            Evidence(medication.reference, f"{medication.name} order being signed"),
-        )
-        rationale = rule.rationale + (
-            " The most recent eGFR is over a year old: repeat it before acting." if stale else ""
-        )
-        if rule.action == "stop":
-            confidence = 0.95
-            indicator = "critical" if rule.drug else "warning"
+    def _renal_advice(self, rule: RenalRule, medication: Medication, egfr: Egfr) -> Iterator[Advice]:
+        stale = _aware(self.clock()) - egfr.when > self._stale_after
+        confidence, rationale = CONFIDENCE_RENAL, [rule.rationale]
+        order_description = f"{medication.name} {medication.role}"
+        if rule.action == "avoid":
             suggestion = _cancel(medication)
         else:
             daily = daily_dose_mg(medication.resource)
             if daily is not None and daily <= rule.max_daily_mg:
+                return
+            if daily is None:
+                confidence = CONFIDENCE_UNREAD_DOSE
+                rationale.append("The order's dose could not be read, so no dose change is proposed.")
+                order_description += ", dose not readable"
+                suggestion = None
+            else:
+                order_description += f", {daily:g} mg/day"
+                suggestion = _reduce(medication, rule)
+        if stale:
+            confidence -= PENALTY_STALE_LAB
+            rationale.append(
+                f"The most recent eGFR is over {self.knowledge.egfr_max_age_days} days old: repeat it."
+            )
+        yield self._advice(
+            rule,
+            summary=rule.summary.format(drug=medication.name, egfr=f"{egfr.value:g}", date=egfr.day),
+            indicator=rule.indicator,
+            rationale=" ".join(rationale),
+            confidence=confidence,
+            evidence=(
+                Evidence(egfr.reference, f"eGFR {egfr.value:g} mL/min/1.73m2 on {egfr.day}"),
+                Evidence(medication.reference, order_description),
+            ),
+            suggestion=suggestion,
+        )
+
+    # Interacting pairs and duplicate therapy
+
+    def _interactions(self, reviewed: list[Medication], others: list[Medication]) -> Iterator[Advice]:
+        for rule, medication, partners in _pairs(reviewed, others, self.knowledge.interactions, _interacts):
+            first, second = medication.name, _names(partners)
+            if medication.is_(rule.second):
+                first, second = second, first
+            yield self._advice(
+                rule,
+                summary=rule.summary.format(first=first, second=second),
+                indicator=rule.indicator,
+                rationale=rule.rationale,
+                confidence=CONFIDENCE_INTERACTION,
+                evidence=_pair_evidence(medication, partners),
+                suggestion=_cancel(medication),
+            )
+
+    def _duplicates(self, reviewed: list[Medication], others: list[Medication]) -> Iterator[Advice]:
+        for rule, medication, partners in _pairs(
+            reviewed, others, self.knowledge.duplicate_classes, _same_class
+        ):
+            yield self._advice(
+                rule,
+                summary=f"Duplicate therapy: {medication.name} with {_names(partners)} ({rule.label})",
+                indicator="warning",
+                rationale=(
+                    f"Taking two {rule.label} at once adds adverse effects without adding benefit. "
+                    "Keep one of them."
+                ),
+                confidence=CONFIDENCE_DUPLICATE,
+                evidence=_pair_evidence(medication, partners),
+                suggestion=_cancel(medication),
+            )
+
+    # Allergies
+
+    def _allergies(self, reviewed: list[Medication], allergies: list[dict]) -> Iterator[Advice]:
+        for medication in reviewed:
+            matches = [m for m in (self._allergy_match(a, medication) for a in allergies) if m is not None]
+            if matches:
+                yield self._allergy_advice(medication, matches)
+
+    def _allergy_match(self, allergy: dict, medication: Medication) -> AllergyMatch | None:
+        """The very ingredient first; else a class the allergy stands for (cross-reactivity)."""
+        concept = allergy.get("code") or {}
+        same = [name for name in self._ingredients(concept) if name in medication.ingredients]
+        if same:
+            rule: CitedRule = self.knowledge.ingredient_allergy
+            label = "/".join(same)
+        else:
+            group = next(
+                (g for g in self.knowledge.allergy_groups if self._group_conflicts(g, concept, medication)),
+                None,
+            )
+            if group is None:
                 return None
-            confidence = 0.9 if daily is not None else 0.7
-            indicator = "warning"
-            suggestion = self._cap(medication, rule) if daily is not None else None
+            rule, label = group, group.label
+        return AllergyMatch(
+            _reference(allergy),
+            rule,
+            label,
+            high=allergy.get("criticality") == "high",
+            confirmed=_status_code(allergy.get("verificationStatus")) == "confirmed",
+            same_ingredient=bool(same),
+        )
+
+    def _group_conflicts(self, group: AllergyGroup, concept: dict, medication: Medication) -> bool:
+        if medication.classes.isdisjoint(group.conflicts_with_classes):
+            return False
+        codes = {f"{c.get('system')}|{c.get('code')}" for c in _codings(concept)}
+        return not codes.isdisjoint(group.codes) or bool(
+            self._group_words[group.id].search(_concept_text(concept))
+        )
+
+    def _allergy_advice(self, medication: Medication, matches: list[AllergyMatch]) -> Advice:
+        """One card per order: the gravest matching allergy decides it, the others are evidence."""
+        chosen = min(matches, key=lambda m: (not m.high, not m.confirmed, not m.same_ingredient))
+        confidence = CONFIDENCE_ALLERGY
+        confidence -= 0 if chosen.same_ingredient else PENALTY_CROSS_REACTIVITY
+        confidence -= 0 if chosen.confirmed else PENALTY_UNCONFIRMED_ALLERGY
+        how = "is that drug" if chosen.same_ingredient else "belongs to a class that can cross-react"
+        certainty = "confirmed" if chosen.confirmed else "unconfirmed"
+        criticality = "high-criticality" if chosen.high else "documented"
         return self._advice(
-            summary=rule.summary.format(egfr=f"{egfr.value:g}"),
+            chosen.rule,
+            summary=f"Allergy to {chosen.label} conflicts with the {medication.name} order",
+            indicator="critical" if chosen.high else "warning",
+            rationale=(
+                f"The record holds a {criticality} ({certainty}) allergy to {chosen.label}, and "
+                f"{medication.name} {how}. Choose an alternative unless the allergy has been ruled out."
+            ),
+            confidence=confidence,
+            evidence=(
+                *(Evidence(m.reference, _allergy_description(m)) for m in matches),
+                Evidence(medication.reference, f"{medication.name} {medication.role}"),
+            ),
+            suggestion=_cancel(medication),
+        )
+
+    def _advice(
+        self,
+        rule: CitedRule,
+        *,
+        summary: str,
+        indicator: Indicator,
+        rationale: str,
+        confidence: float,
+        evidence: tuple[Evidence, ...],
+        suggestion: ProposedSuggestion | None,
+    ) -> Advice:
+        return Advice(
+            summary=_clip(summary),
             indicator=indicator,
             rationale=rationale,
-            confidence=confidence - (0.2 if stale else 0.0),
+            confidence=round(confidence, 2),
+            source=self.source,
             evidence=evidence,
-            suggestion=suggestion,
+            suggestions=(suggestion,) if suggestion is not None else (),
             rule_id=rule.id,
             citation=rule.source,
         )
 
-    def _cap(self, medication: Medication, rule: RenalRule) -> ProposedSuggestion:
-        dose, per_day = rule.capped_dose_mg, rule.capped_per_day
-        updated = with_dose(medication.resource, dose, per_day)
-        label = f"Change to {medication.name} {dose:g} mg {_times(per_day)} daily"
-        action = ProposedAction("update", f"Reduce {medication.name} to {dose * per_day:g} mg a day", updated)
-        return ProposedSuggestion(label, (action,), recommended=True)
 
-    def _interactions(self, reviewed: list[Medication], others: list[Medication]) -> Iterable[tuple]:
+def _allergy_description(match: AllergyMatch) -> str:
+    criticality = ", high criticality" if match.high else ""
+    return f"allergy to {match.label}{criticality}"
+
+
+# Pairs: one card per (rule, order under review), naming every partner
+
+
+def _pairs(
+    reviewed: list[Medication],
+    others: list[Medication],
+    rules: Iterable[Rule],
+    related: Callable[[Rule, Medication, Medication, set[str]], bool],
+) -> Iterator[tuple[Rule, Medication, list[Medication]]]:
+    """Each rule's partners of each reviewed order; a pair of two new orders is reported once."""
+    reviewed_refs = {m.reference for m in reviewed}
+    candidates = _unique_by_reference(others)
+    for rule in rules:
+        reported: set[tuple[str, str]] = set()
         for medication in reviewed:
-            for other in others:
-                if other.reference == medication.reference:
-                    continue
-                for rule in self.knowledge.interactions:
-                    pair = _ordered_pair(rule, medication, other)
-                    if pair is not None:
-                        key = (rule.id, frozenset((medication.reference, other.reference)))
-                        yield key, self._interaction_advice(rule, medication, other, pair)
+            partners = [
+                other
+                for other in candidates
+                if other.reference != medication.reference
+                and (other.reference, medication.reference) not in reported
+                and related(rule, medication, other, reviewed_refs)
+            ]
+            if partners:
+                reported |= {(medication.reference, other.reference) for other in partners}
+                yield rule, medication, partners
 
-    def _interaction_advice(
-        self, rule: Interaction, medication: Medication, other: Medication, pair: tuple[Medication, ...]
-    ) -> Advice:
-        return self._advice(
-            summary=rule.summary.format(first=pair[0].name, second=pair[1].name),
-            indicator=rule.indicator,
-            rationale=rule.rationale,
-            confidence=0.85,
-            evidence=_pair_evidence(medication, other),
-            suggestion=_cancel(medication),
-            rule_id=rule.id,
-            citation=rule.source,
-        )
 
-    def _duplicates(self, reviewed: list[Medication], others: list[Medication]) -> Iterable[tuple]:
-        for duplicate in (d for d in self.knowledge.duplicate_classes if not d.skip):
-            for medication in reviewed:
-                for other in others:
-                    same_class = duplicate.drug_class in medication.classes and (
-                        duplicate.drug_class in other.classes
-                    )
-                    if other.reference != medication.reference and same_class:
-                        key = ("duplicate", frozenset((medication.reference, other.reference)))
-                        yield key, self._duplicate_advice(duplicate, medication, other)
+def _interacts(rule: Interaction, medication: Medication, other: Medication, reviewed: set[str]) -> bool:
+    """When both are under review the card goes on the ``second`` side: that is the one to stop."""
+    if medication.is_(rule.second) and other.is_(rule.first):
+        return True
+    return medication.is_(rule.first) and other.is_(rule.second) and other.reference not in reviewed
 
-    def _duplicate_advice(
-        self, duplicate: DuplicateClass, medication: Medication, other: Medication
-    ) -> Advice:
-        names = f"{medication.name}, {other.name}"
-        return self._advice(
-            summary=f"Duplicate therapy: two {duplicate.label} ({names})",
-            indicator="warning",
-            rationale=(
-                f"{medication.name} and {other.name} are both {duplicate.label}; taking two drugs of one "
-                "class adds risk without adding benefit."
-            ),
-            confidence=0.8,
-            evidence=_pair_evidence(medication, other),
-            suggestion=_cancel(medication),
-            rule_id=f"duplicate-{duplicate.drug_class}",
-            citation=self.knowledge.duplicate_source,
-        )
 
-    def _allergies(self, reviewed: list[Medication], allergies: list[dict]) -> Iterable[Advice]:
-        for medication in reviewed:
-            for allergy in allergies:
-                allergen = self._allergen(allergy)
-                if allergen is not None and set(allergen.conflicts_with_classes) & set(medication.classes):
-                    yield self._allergy_advice(allergen, allergy, medication)
-                    break
+def _same_class(rule: DuplicateClass, medication: Medication, other: Medication, _: set[str]) -> bool:
+    return rule.drug_class in medication.classes and rule.drug_class in other.classes
 
-    def _allergy_advice(self, allergen: Allergen, allergy: dict, medication: Medication) -> Advice:
-        high = allergy.get("criticality") == "high"
-        allergen_text = _allergy_text(allergy)
-        return self._advice(
-            summary=f"Documented allergy conflicts with {medication.name}",
-            indicator="critical" if high else "warning",
-            rationale=(
-                f"The patient has a documented allergy to {allergen_text}; "
-                f"{medication.name} belongs to a class that can cross-react."
-            ),
-            confidence=0.9 if high else 0.8,
-            evidence=(
-                Evidence(f"AllergyIntolerance/{allergy.get('id')}", f"allergy: {allergen_text}"),
-                Evidence(medication.reference, f"{medication.name} order being signed"),
-            ),
-            suggestion=_cancel(medication),
-            rule_id=allergen.id,
-            citation=allergen.source,
-        )
 
-    def _allergen(self, allergy: dict) -> Allergen | None:
-        concept = allergy.get("code") or {}
-        codes = {f"{c.get('system')}|{c.get('code')}" for c in concept.get("coding") or ()}
-        text = _allergy_text(allergy).lower()
-        for allergen in self.knowledge.allergens:
-            if codes & set(allergen.codes) or any(name in text for name in allergen.names):
-                return allergen
+def _unique_by_reference(medications: list[Medication]) -> list[Medication]:
+    """An order both in the draft bundle and in the prefetch counts once, as the draft."""
+    first_seen: dict[str, Medication] = {}
+    for medication in medications:
+        first_seen.setdefault(medication.reference, medication)
+    return list(first_seen.values())
+
+
+def _names(medications: list[Medication], shown: int = 3) -> str:
+    names = list(dict.fromkeys(m.name for m in medications))
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")
+
+
+def _pair_evidence(medication: Medication, partners: list[Medication]) -> tuple[Evidence, ...]:
+    return (
+        Evidence(medication.reference, f"{medication.name} {medication.role}"),
+        *(Evidence(p.reference, f"{p.name} {p.role}") for p in partners),
+    )
+
+
+# Suggestions
+
+
+def _cancel(medication: Medication) -> ProposedSuggestion:
+    action = ProposedAction(
+        "delete", f"Cancel the {medication.name} draft order", resource_id=medication.reference
+    )
+    return ProposedSuggestion(f"Cancel {medication.name} order", (action,), recommended=True)
+
+
+def _reduce(medication: Medication, rule: RenalRule) -> ProposedSuggestion:
+    dose, per_day = rule.capped_dose_mg or 0.0, rule.capped_per_day or 1  # set on every cap rule
+    updated = _with_dose(medication.resource, dose, per_day)
+    action = ProposedAction(
+        "update", f"Reduce {medication.name} to {dose:g} mg {_times(per_day)} daily", resource=updated
+    )
+    return ProposedSuggestion(
+        f"Change to {medication.name} {dose:g} mg {_times(per_day)} daily", (action,), recommended=True
+    )
+
+
+# Reading the record
+
+
+def _medication_index(data: PatientData) -> dict[str, dict]:
+    """Medication resources a ``medicationReference`` may point at, by "Medication/id"."""
+    found = [
+        *data.of_type("Medication"),
+        *(r for r in data.draft_orders if r.get("resourceType") == "Medication"),
+    ]
+    return {_reference(m): m for m in found}
+
+
+def _medication_concept(request: dict, medications: dict[str, dict]) -> dict | None:
+    """The drug's CodeableConcept, inline or behind a reference; None when it cannot be resolved."""
+    concept = request.get("medicationCodeableConcept")
+    if isinstance(concept, dict):
+        return concept
+    reference = (request.get("medicationReference") or {}).get("reference")
+    if not isinstance(reference, str):
         return None
-
-    def _advice(self, *, suggestion: ProposedSuggestion | None, **fields: object) -> Advice:
-        suggestions = (suggestion,) if suggestion is not None else ()
-        return Advice(source=self.source, suggestions=suggestions, **fields)
+    if reference.startswith("#"):
+        contained = [r for r in request.get("contained") or () if isinstance(r, dict)]
+        target = next((r for r in contained if r.get("id") == reference[1:]), None)
+    else:
+        target = medications.get("/".join(reference.split("/")[-2:]))
+    code = (target or {}).get("code")
+    return code if isinstance(code, dict) else None
 
 
 def latest_egfr(observations: list[dict]) -> Egfr | None:
-    """The most recent valid eGFR; older results never override a newer one."""
+    """The most recent valid eGFR, in one pass; an older result never overrides a newer one."""
     best: Egfr | None = None
     for observation in observations:
         if observation.get("status") in VOID_STATUSES or not _is_egfr(observation):
             continue
-        value = (observation.get("valueQuantity") or {}).get("value")
-        when = _effective_date(observation)
-        if not isinstance(value, int | float) or when is None:
-            continue
-        if best is None or when > best.when:
-            best = Egfr(_reference(observation), float(value), when)
+        value = _egfr_value(observation)
+        when = _observed_at(observation)
+        if value is not None and when is not None and (best is None or when > best.when):
+            best = Egfr(_reference(observation), value, when)
     return best
 
 
 def _is_egfr(observation: dict) -> bool:
-    codings = (observation.get("code") or {}).get("coding") or ()
-    return any(c.get("code") in EGFR_LOINC for c in codings)
+    """Called for every prefetched observation, so a plain loop rather than the generic helpers."""
+    code = observation.get("code")
+    codings = code.get("coding") if isinstance(code, dict) else None
+    for coding in codings if isinstance(codings, list) else ():
+        if (
+            isinstance(coding, dict)
+            and coding.get("code") in EGFR_LOINC
+            and coding.get("system", LOINC) == LOINC
+        ):
+            return True
+    return False
 
 
-def _effective_date(resource: dict) -> date | None:
+def _egfr_value(observation: dict) -> float | None:
+    """The value in mL/min(/1.73m2); a result in any other unit is not used."""
+    quantity = observation.get("valueQuantity") or {}
+    value = quantity.get("value")
+    unit = str(quantity.get("code") or quantity.get("unit") or "ml/min").lower().replace(" ", "")
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        return None
+    return float(value) if unit.startswith("ml/min") else None
+
+
+def _observed_at(observation: dict) -> datetime | None:
+    period = observation.get("effectivePeriod") or {}
     raw = (
-        resource.get("effectiveDateTime")
-        or (resource.get("effectivePeriod") or {}).get("start")
-        or resource.get("issued")
+        observation.get("effectiveDateTime")
+        or observation.get("effectiveInstant")
+        or period.get("end")
+        or period.get("start")
+        or observation.get("issued")
     )
+    return _parse_datetime(raw)
+
+
+def _parse_datetime(raw: object) -> datetime | None:
+    """A FHIR date or dateTime (year and month precision included), as an aware datetime."""
+    if not isinstance(raw, str):
+        return None
     try:
-        return date.fromisoformat(raw[:10]) if isinstance(raw, str) else None
+        parsed = datetime.fromisoformat(raw + {4: "-01-01", 7: "-01"}.get(len(raw), ""))
     except ValueError:
         return None
+    return _aware(parsed)
 
 
-def daily_dose_mg(order: dict) -> float | None:
-    """Total mg a day from the first structured dosage, or None when it cannot be read."""
-    for dosage in order.get("dosageInstruction") or ():
-        repeat = (dosage.get("timing") or {}).get("repeat") or {}
-        for dose_and_rate in dosage.get("doseAndRate") or ():
-            quantity = dose_and_rate.get("doseQuantity") or {}
-            hours = HOURS_PER.get(repeat.get("periodUnit", ""))
-            value = quantity.get("value")
-            if quantity.get("unit") != "mg" or hours is None or not isinstance(value, int | float):
-                continue
-            per_day = repeat.get("frequency", 1) * 24 / (repeat.get("period", 1) * hours)
-            return float(value) * per_day
-    return None
-
-
-def with_dose(order: dict, dose_mg: float, per_day: int) -> dict:
-    """The whole order with its dosage rewritten, as CDS Hooks update actions require."""
-    updated = copy.deepcopy(order)
-    updated["dosageInstruction"] = [
-        {
-            "text": f"{dose_mg:g} mg by mouth {_times(per_day)} daily",
-            "timing": {"repeat": {"frequency": per_day, "period": 1, "periodUnit": "d"}},
-            "doseAndRate": [
-                {
-                    "doseQuantity": {
-                        "value": dose_mg,
-                        "unit": "mg",
-                        "system": "http://unitsofmeasure.org",
-                        "code": "mg",
-                    }
-                }
-            ],
-        }
-    ]
-    return updated
-
-
-def _cancel(medication: Medication) -> ProposedSuggestion:
-    action = ProposedAction("delete", f"Cancel the {medication.name} order", resource_id=medication.reference)
-    return ProposedSuggestion(f"Cancel {medication.name} order", (action,), recommended=True)
-
-
-def _ordered_pair(rule: Interaction, a: Medication, b: Medication) -> tuple[Medication, Medication] | None:
-    if a.is_(rule.first) and b.is_(rule.second):
-        return a, b
-    if b.is_(rule.first) and a.is_(rule.second):
-        return b, a
-    return None
-
-
-def _unique(keyed: Iterable[tuple]) -> list[Advice]:
-    """One card per (rule, pair of orders), whichever side of the pair is being reviewed."""
-    seen: dict = {}
-    for key, advice in keyed:
-        seen.setdefault(key, advice)
-    return list(seen.values())
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _is_current_allergy(allergy: dict) -> bool:
-    clinical = _first_code(allergy.get("clinicalStatus"))
-    verification = _first_code(allergy.get("verificationStatus"))
+    clinical = _status_code(allergy.get("clinicalStatus"))
+    verification = _status_code(allergy.get("verificationStatus"))
     return clinical in (None, "active") and verification not in ("refuted", "entered-in-error")
 
 
-def _first_code(concept: dict | None) -> str | None:
-    codings = (concept or {}).get("coding") or ()
+def _status_code(concept: object) -> str | None:
+    codings = _codings(concept)
     return codings[0].get("code") if codings else None
 
 
-def _allergy_text(allergy: dict) -> str:
-    concept = allergy.get("code") or {}
-    displays = [c.get("display") for c in concept.get("coding") or () if c.get("display")]
-    return concept.get("text") or (displays[0] if displays else "a documented allergen")
+def _codings(concept: object) -> list[dict]:
+    codings = concept.get("coding") if isinstance(concept, dict) else None
+    return [c for c in codings if isinstance(c, dict)] if isinstance(codings, list) else []
 
 
-def _pair_evidence(reviewed: Medication, other: Medication) -> tuple[Evidence, Evidence]:
-    status = "active medication" if other.resource.get("status") == "active" else "another draft order"
-    return (
-        Evidence(reviewed.reference, f"{reviewed.name} order being signed"),
-        Evidence(other.reference, f"{other.name} ({status})"),
-    )
+def _concept_text(concept: dict) -> str:
+    texts = [concept.get("text"), *(c.get("display") for c in _codings(concept))]
+    return " ".join(t for t in texts if isinstance(t, str))
+
+
+def _word_pattern(names: Iterable[str]) -> re.Pattern[str]:
+    """Whole words (a plural "s" allowed), longest first, case-insensitive."""
+    alternatives = "|".join(re.escape(name) for name in sorted(names, key=len, reverse=True))
+    return re.compile(rf"\b({alternatives})s?\b", re.IGNORECASE)
 
 
 def _reference(resource: dict) -> str:
     return f"{resource.get('resourceType')}/{resource.get('id')}"
 
 
+# Doses
+
+PERIODS_PER_DAY = {"s": 86400, "min": 1440, "h": 24, "d": 1, "wk": 1 / 7, "mo": 1 / 30, "a": 1 / 365}
+TIMES_PER_DAY = {
+    "QD": 1,
+    "AM": 1,
+    "PM": 1,
+    "BID": 2,
+    "TID": 3,
+    "QID": 4,
+    "Q4H": 6,
+    "Q6H": 4,
+    "Q8H": 3,
+    "QOD": 0.5,
+}
+MG_PER_UNIT = {"mg": 1, "g": 1000, "mcg": 0.001, "ug": 0.001}
+
+
+def daily_dose_mg(order: dict) -> float | None:
+    """Most mg a day the order allows, or None when any of its dosages cannot be read.
+
+    Dosages with the same ``sequence`` run together (summed); sequential ones do not (the largest wins).
+    """
+    per_sequence: dict[object, float] = {}
+    for dosage in order.get("dosageInstruction") or ():
+        daily = _dosage_mg_per_day(dosage) if isinstance(dosage, dict) else None
+        if daily is None:
+            return None
+        sequence = dosage.get("sequence")
+        per_sequence[sequence] = per_sequence.get(sequence, 0.0) + daily
+    return max(per_sequence.values(), default=None)
+
+
+def _dosage_mg_per_day(dosage: dict) -> float | None:
+    times = _times_per_day(dosage.get("timing") or {})
+    doses = [_dose_mg(d) for d in dosage.get("doseAndRate") or () if isinstance(d, dict)]
+    dose = next((d for d in doses if d is not None), None)
+    return None if times is None or dose is None else dose * times
+
+
+def _dose_mg(dose_and_rate: dict) -> float | None:
+    quantity = dose_and_rate.get("doseQuantity") or (dose_and_rate.get("doseRange") or {}).get("high") or {}
+    value = quantity.get("value")
+    factor = MG_PER_UNIT.get(str(quantity.get("code") or quantity.get("unit") or ""))
+    if isinstance(value, bool) or not isinstance(value, int | float) or factor is None:
+        return None
+    return float(value) * factor
+
+
+def _times_per_day(timing: dict) -> float | None:
+    repeat = timing.get("repeat") or {}
+    if repeat.get("periodUnit") in PERIODS_PER_DAY:
+        frequency = repeat.get("frequencyMax") or repeat.get("frequency", 1)
+        period = repeat.get("period", 1)
+        if _positive(frequency) and _positive(period):
+            return frequency * PERIODS_PER_DAY[repeat["periodUnit"]] / period
+        return None
+    return next(
+        (TIMES_PER_DAY[c["code"]] for c in _codings(timing.get("code")) if c.get("code") in TIMES_PER_DAY),
+        None,
+    )
+
+
+def _positive(number: object) -> bool:
+    return isinstance(number, int | float) and not isinstance(number, bool) and number > 0
+
+
+def _with_dose(order: dict, dose_mg: float, per_day: int) -> dict:
+    """The whole order with one rewritten dosage (CDS Hooks updates carry the whole resource).
+
+    Route and other fields of the first dosage are kept; timing, dose and text are replaced.
+    """
+    updated = copy.deepcopy(order)
+    first = next((d for d in updated.get("dosageInstruction") or () if isinstance(d, dict)), {})
+    replaced = {
+        "text",
+        "patientInstruction",
+        "timing",
+        "doseAndRate",
+        "maxDosePerPeriod",
+        "maxDosePerAdministration",
+    }
+    dosage = {key: value for key, value in first.items() if key not in replaced}
+    dosage |= {
+        "text": f"{dose_mg:g} mg {_times(per_day)} daily",
+        "timing": {"repeat": {"frequency": per_day, "period": 1, "periodUnit": "d"}},
+        "doseAndRate": [
+            {
+                "doseQuantity": {
+                    "value": int(dose_mg) if float(dose_mg).is_integer() else dose_mg,
+                    "unit": "mg",
+                    "system": "http://unitsofmeasure.org",
+                    "code": "mg",
+                }
+            }
+        ],
+    }
+    updated["dosageInstruction"] = [dosage]
+    return updated
+
+
 def _times(per_day: int) -> str:
     return {1: "once", 2: "twice", 3: "three times", 4: "four times"}.get(per_day, f"{per_day} times")
+
+
+def _clip(summary: str, limit: int = 139) -> str:
+    """Summaries stay under 140 characters whatever the knowledge base's templates produce."""
+    summary = " ".join(summary.split())
+    return summary if len(summary) <= limit else summary[: limit - 1].rstrip(" ,;:") + "…"
