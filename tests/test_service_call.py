@@ -20,6 +20,13 @@ from tests.builders import (
 from tests.card_rules import response_problems
 
 PATH = "/cds-services/medication-safety"
+FHIR_AUTHORIZATION = {
+    "access_token": "t",
+    "token_type": "Bearer",
+    "expires_in": 300,
+    "scope": "user/*.read",
+    "subject": "cs",
+}
 
 
 def post(client, auth, body, path: str = PATH, **kwargs):
@@ -186,14 +193,7 @@ def test_order_select_reviews_the_selected_order(client, auth):
 
 
 def test_fhir_authorization_without_fhir_server_is_400(client, auth):
-    token = {
-        "access_token": "t",
-        "token_type": "Bearer",
-        "expires_in": 300,
-        "scope": "user/*.read",
-        "subject": "cs",
-    }
-    body = order_sign_request([medication_request("d1")], fhirAuthorization=token)
+    body = order_sign_request([medication_request("d1")], fhirAuthorization=FHIR_AUTHORIZATION)
     assert_outcome(post(client, auth, body), 400)
 
 
@@ -202,14 +202,7 @@ def test_fhir_authorization_without_fhir_server_is_400(client, auth):
     [{"token_type": "mac"}, {"access_token": None}, {"expires_in": "300"}],
 )
 def test_malformed_fhir_authorization_is_400(client, auth, change):
-    token = {
-        "access_token": "t",
-        "token_type": "Bearer",
-        "expires_in": 300,
-        "scope": "user/*.read",
-        "subject": "cs",
-    }
-    token = {k: v for k, v in (token | change).items() if v is not None}
+    token = {k: v for k, v in (FHIR_AUTHORIZATION | change).items() if v is not None}
     body = order_sign_request(
         [medication_request("d1")], fhirServer="https://ehr.example/fhir", fhirAuthorization=token
     )
