@@ -21,15 +21,9 @@ from app.audit.tables import CardSet
 from app.fhir_test_server import FhirTestServer
 from bench.servers import free_port
 from tests.builders import full_prefetch, medication_request, order_sign_request, patient
-from tests.writeback_helpers import FEEDBACK, SERVICE, drain, put, writeback_settings
+from tests.writeback_helpers import FEEDBACK, SERVICE, drain, put, statuses, writeback_settings
 
 pytestmark = pytest.mark.integration
-
-
-def statuses(app) -> dict[str, int]:
-    with Session(app.extensions[DATABASE_KEY]) as session:
-        rows = session.exec(select(OutboxMessage.status)).all()
-    return {status: rows.count(status) for status in set(rows)}
 
 
 def total(fhir_base: str, resource_type: str, **params: str) -> int:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import uuid
 
 import requests
+from sqlmodel import Session, select
 
+from app import DATABASE_KEY
 from app.audit.fhir_writer import WriteBackServer
+from app.audit.outbox import OutboxMessage
 from tests.builders import egfr, full_prefetch, medication_request, order_sign_request, patient, searchset
 
 SERVICE = "/cds-services/medication-safety"
@@ -93,3 +96,9 @@ def drain(worker, rounds: int = 50) -> None:
     for _ in range(rounds):
         if worker.run_once() == 0:
             return
+
+
+def statuses(app) -> dict[str, int]:
+    with Session(app.extensions[DATABASE_KEY]) as session:
+        rows = session.exec(select(OutboxMessage.status)).all()
+    return {status: rows.count(status) for status in set(rows)}

@@ -1,0 +1,96 @@
+"""SMART Backend Services (client_credentials + private_key_jwt): the write-back worker's own token.
+
+Reference smart-launch.md §3.2-3.3: a fresh signed assertion (RS384 or ES384, ``kid``, ``typ``
+JWT, ``iss`` = ``sub`` = client_id, ``aud`` = the token URL, ``exp`` at most 5 minutes, a new
+``jti``) per token request; the token is reused until shortly before it expires, never refreshed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jwt
+import requests
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+DEFAULT_SCOPE = " ".join(
+    f"system/{resource}.{permissions}"
+    for resource, permissions in (
+        ("Device", "crs"),
+        ("GuidanceResponse", "crs"),
+        ("RequestGroup", "crs"),
+        ("Provenance", "crs"),
+        ("AuditEvent", "crs"),
+        ("Task", "crs"),
+        ("MedicationRequest", "rs"),
+        ("ServiceRequest", "rs"),
+        ("Condition", "rs"),
+    )
+)
+RENEW_BEFORE_SECONDS = 30
+
+
+class TokenError(Exception):
+    """The authorization server did not issue a token; the message carries no secret."""
+
+
+@dataclass
+class BackendServicesToken:
+    client_id: str
+    token_url: str
+    private_key_path: Path
+    kid: str
+    algorithm: str = "RS384"
+    scope: str = DEFAULT_SCOPE
+    timeout: float = 10.0
+    session: requests.Session = field(default_factory=requests.Session)
+    _token: str | None = None
+    _expires_at: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def bearer(self) -> str:
+        """A valid access token, fetched only when the cached one is about to expire."""
+        with self._lock:
+            if self._token is None or time.time() >= self._expires_at - RENEW_BEFORE_SECONDS:
+                self._token, self._expires_at = self._fetch()
+            return self._token
+
+    def forget(self) -> None:
+        """Drop the cached token (the FHIR server refused it)."""
+        with self._lock:
+            self._token = None
+
+    def assertion(self) -> str:
+        now = int(time.time())
+        claims = {
+            "iss": self.client_id,
+            "sub": self.client_id,
+            "aud": self.token_url,
+            "iat": now,
+            "exp": now + 300,
+            "jti": str(uuid.uuid4()),
+        }
+        key = self.private_key_path.read_bytes()
+        return jwt.encode(claims, key, algorithm=self.algorithm, headers={"kid": self.kid, "typ": "JWT"})
+
+    def _fetch(self) -> tuple[str, float]:
+        form = {
+            "grant_type": "client_credentials",
+            "scope": self.scope,
+            "client_assertion_type": ASSERTION_TYPE,
+            "client_assertion": self.assertion(),
+        }
+        try:
+            response = self.session.post(self.token_url, data=form, timeout=self.timeout)
+        except requests.RequestException as error:
+            raise TokenError(f"token endpoint unreachable ({type(error).__name__})") from None
+        if response.status_code != 200:
+            raise TokenError(f"token endpoint answered HTTP {response.status_code}")
+        body = response.json()
+        if str(body.get("token_type", "")).lower() != "bearer" or not body.get("access_token"):
+            raise TokenError("token endpoint answered without a bearer access_token")
+        return body["access_token"], time.time() + float(body.get("expires_in", 300))
