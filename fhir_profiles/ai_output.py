@@ -49,6 +49,7 @@ class CardSetFacts:
     issued_at: datetime
     input_refs: tuple[str, ...]
     cards: tuple[dict, ...]
+    fetched_prefetch_keys: tuple[str, ...] = ()
 
 
 def _context(facts: CardSetFacts) -> dict:

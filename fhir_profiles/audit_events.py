@@ -17,7 +17,9 @@ from fhir_profiles.common import (
     DCM,
     GOVERNANCE_EVENT_SYSTEM,
     PROFILE_CDS_CALL_AUDIT,
+    PROFILE_SERVICE_READ_AUDIT,
     PROFILE_WRITE_BACK_AUDIT,
+    TERMINOLOGY,
     TREAT,
     audit_entity,
     instant,
@@ -159,6 +161,61 @@ def write_back_audit_event(patient_id: str, written_ref: str, user_id: str, when
                 {
                     "what": {"reference": written_ref},
                     **audit_entity("2", "System Object", "4", "Domain Resource"),
+                },
+            ],
+        },
+    )
+
+
+def service_read_audit_event(facts: CardSetFacts, prefetch_key: str) -> dict:
+    """E3: a prefetch query the service ran itself on the EHR's FHIR server (BALP PatientQuery)."""
+    return validated(
+        AuditEvent,
+        {
+            "resourceType": "AuditEvent",
+            "meta": {"profile": [PROFILE_SERVICE_READ_AUDIT]},
+            "type": {
+                "system": f"{TERMINOLOGY}/audit-event-type",
+                "code": "rest",
+                "display": "Restful Operation",
+            },
+            "subtype": [
+                {
+                    "system": "http://hl7.org/fhir/restful-interaction",
+                    "code": "search-type",
+                    "display": "search type",
+                }
+            ],
+            "action": "E",
+            "recorded": instant(facts.issued_at),
+            "outcome": "0",
+            "purposeOfEvent": [{"coding": [dict(TREAT)]}],
+            "agent": [
+                {
+                    "type": {"coding": [_dcm("110153", "Source Role ID")]},
+                    "who": {"reference": SERVICE_DEVICE},
+                    "requestor": True,
+                },
+                {
+                    "type": {
+                        "coding": [
+                            {
+                                "system": f"{TERMINOLOGY}/v3-ParticipationType",
+                                "code": "IRCP",
+                                "display": "information recipient",
+                            }
+                        ]
+                    },
+                    "who": {"reference": facts.user_id},
+                    "requestor": False,
+                },
+            ],
+            "source": _source(),
+            "entity": [
+                patient_entity(facts.patient_id),
+                {
+                    **audit_entity("2", "System Object", "24", "Query"),
+                    "description": f"prefetch {prefetch_key} of {facts.hook} call {facts.hook_instance}",
                 },
             ],
         },

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from sqlmodel import Session, select
 
 from app import DATABASE_KEY, WORKER_KEY
 from app.audit.outbox import DEAD, DELIVERED, OutboxMessage
+from tests.builders import medication_request, order_sign_request, patient
 from tests.writeback_helpers import (
     NON_ADHERENCE,
+    SERVICE,
     accept_and_apply,
     drain,
     order_sign_session,
     override,
+    put,
     search,
     writeback_settings,
 )
@@ -111,3 +116,19 @@ def test_accept_before_the_ehr_wrote_the_change_is_retried_not_lost(wb_app, auth
     assert (decision.status, decision.attempts) == ("pending", 1)
     assert "not on the server yet" in decision.last_error["issue"][0]["diagnostics"]
     assert decision.status != DEAD
+
+
+def test_prefetch_the_service_fetched_itself_is_audited_per_query(wb_app, auth, fhir_server):
+    patient_id = f"e3{uuid.uuid4().hex[:10]}"
+    put(fhir_server, patient(patient_id))
+    draft = medication_request("d1", patient_id=patient_id)
+    body = order_sign_request([draft], {}, patient_id=patient_id, fhirServer=fhir_server)
+    assert wb_app.test_client().post(SERVICE, json=body, headers=auth(SERVICE)).status_code == 200
+    drain(wb_app.extensions[WORKER_KEY])
+    reads = [
+        a
+        for a in search(fhir_server, "AuditEvent", patient=patient_id)
+        if a["subtype"][0]["code"] == "search-type"
+    ]
+    described = sorted(e["description"].split()[1] for a in reads for e in a["entity"] if "description" in e)
+    assert described == sorted(["patient", "medications", "renalFunction", "allergies", "conditions"])

@@ -19,7 +19,11 @@ from app.audit.fhir_writer import DeliveryError, FhirWriter
 from app.audit.tables import CardDecision, CardSet, IssuedCard
 from app.registry import ModelCard
 from fhir_profiles.ai_output import CardSetFacts, ai_output_provenance, guidance_response, request_group
-from fhir_profiles.audit_events import hook_call_audit_event, write_back_audit_event
+from fhir_profiles.audit_events import (
+    hook_call_audit_event,
+    service_read_audit_event,
+    write_back_audit_event,
+)
 from fhir_profiles.common import DELIVERY_TAG_SYSTEM
 from fhir_profiles.decisions import (
     DecisionFacts,
@@ -115,6 +119,7 @@ class Deliverer:
             issued_at=card_set.created_at,
             input_refs=tuple(card_set.input_refs),
             cards=tuple(sorted((c.card for c in cards), key=lambda card: card["uuid"])),
+            fetched_prefetch_keys=tuple(card_set.fetched_prefetch_keys),
         )
 
     def _card_set_bundle(self, session: Session, card_set_id: int) -> TransactionBundle:
@@ -125,6 +130,8 @@ class Deliverer:
         guidance = bundle.add(guidance_response(facts, group), f"{facts.key}.guidance-response")
         bundle.add(ai_output_provenance(facts, group, guidance), f"{facts.key}.provenance")
         bundle.add(hook_call_audit_event(facts, guidance), f"{facts.key}.audit-event")
+        for key in facts.fetched_prefetch_keys:
+            bundle.add(service_read_audit_event(facts, key), f"{facts.key}.read.{key}")
         return bundle
 
     def _decision_bundle(self, session: Session, decision_id: int, writer: FhirWriter) -> TransactionBundle:
