@@ -43,10 +43,23 @@ def client_jwks(client_key: ec.EllipticCurvePrivateKey) -> dict:
 
 
 @pytest.fixture
-def make_settings(tmp_path: Path, client_jwks: dict) -> Callable[..., Settings]:
+def database_url(tmp_path: Path) -> str:
+    """SQLite by default; modules that must prove both databases override this with ``both_databases``."""
+    return f"sqlite:///{tmp_path / 'countersign.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def both_databases(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'countersign.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def make_settings(database_url: str, client_jwks: dict) -> Callable[..., Settings]:
     def build(**overrides: object) -> Settings:
         values: dict = {
-            "database_url": f"sqlite:///{tmp_path / 'countersign.db'}",
+            "database_url": database_url,
             "public_base_url": BASE_URL,
             "trusted_clients": [TrustedClient(iss=ISSUER, jwks=client_jwks)],
             "fhir_timeout_seconds": 2.0,

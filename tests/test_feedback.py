@@ -9,6 +9,13 @@ from app import DATABASE_KEY
 from app.audit.tables import CardDecision
 from tests.builders import medication_request, order_sign_request
 
+
+@pytest.fixture
+def database_url(both_databases: str) -> str:
+    """Every test here runs on SQLite and on PostgreSQL."""
+    return both_databases
+
+
 SERVICE = "/cds-services/medication-safety"
 FEEDBACK = SERVICE + "/feedback"
 NON_ADHERENCE = "http://terminology.hl7.org/CodeSystem/non-adherence-reason-codes"

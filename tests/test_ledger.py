@@ -5,11 +5,19 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from app import DATABASE_KEY
 from app.audit.ledger import verify_database
 from app.cli import main
 from tests.builders import medication_request, order_sign_request
+
+
+@pytest.fixture
+def database_url(both_databases: str) -> str:
+    """Every test here runs on SQLite and on PostgreSQL."""
+    return both_databases
+
 
 SERVICE = "/cds-services/medication-safety"
 
@@ -32,7 +40,11 @@ def chained_app(app, client, auth):
 
 
 def run_sql(app, statements: str) -> None:
-    with app.extensions[DATABASE_KEY].begin() as connection:
+    """Tamper as someone with database rights would: on PostgreSQL, past the append-only trigger."""
+    engine = app.extensions[DATABASE_KEY]
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text("ALTER TABLE ledger_entry DISABLE TRIGGER ledger_entry_append_only"))
         for statement in statements.split("; "):
             connection.execute(text(statement))
 
@@ -83,3 +95,13 @@ def test_each_kind_of_tampering_is_named(chained_app, monkeypatch, tampering, br
     cli = CliRunner().invoke(main, ["audit", "verify"])
     assert cli.exit_code == 1
     assert f"ledger broken at entry {broken_at}" in cli.output
+
+
+@pytest.mark.parametrize("statement", ["UPDATE ledger_entry SET kind = 'x'", "DELETE FROM ledger_entry"])
+def test_postgres_refuses_update_and_delete_of_the_ledger(chained_app, statement):
+    engine = chained_app.extensions[DATABASE_KEY]
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the append-only trigger is PostgreSQL's; SQLite relies on the chain check")
+    with pytest.raises(DBAPIError, match="append-only"), engine.begin() as connection:
+        connection.execute(text(statement))
+    assert verification(chained_app).intact

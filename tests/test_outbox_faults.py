@@ -26,6 +26,12 @@ from tests.writeback_helpers import FEEDBACK, SERVICE, drain, put, statuses, wri
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture
+def database_url(both_databases: str) -> str:
+    """Every test here runs on SQLite and on PostgreSQL."""
+    return both_databases
+
+
 def total(fhir_base: str, resource_type: str, **params: str) -> int:
     return requests.get(f"{fhir_base}/{resource_type}", params=params | {"_count": "1"}, timeout=30).json()[
         "total"
@@ -162,14 +168,11 @@ class CountingDeliverer:
         return self.inner.build(kind, record_id, writer)
 
 
-def test_two_workers_on_postgres_never_hold_one_message_at_once(make_app, auth, fhir_server, postgres_url):
-    app = make_app(**writeback_settings(fhir_server), database_url=postgres_url)
+def test_two_workers_never_hold_one_message_at_once(make_app, auth, fhir_server):
+    app = make_app(**writeback_settings(fhir_server))
     patient_id = f"pg{time.time_ns()}"
     hook_calls(app.test_client(), auth, fhir_server, patient_id, 120)
-    workers = [
-        make_app(**writeback_settings(fhir_server), database_url=postgres_url).extensions[WORKER_KEY]
-        for _ in range(2)
-    ]
+    workers = [make_app(**writeback_settings(fhir_server)).extensions[WORKER_KEY] for _ in range(2)]
     delivered: list[int] = []
     for worker in workers:
         worker.deliverer = CountingDeliverer(worker.deliverer, delivered)

@@ -26,6 +26,12 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
+def database_url(both_databases: str) -> str:
+    """Every test here runs on SQLite and on PostgreSQL."""
+    return both_databases
+
+
+@pytest.fixture
 def wb_app(make_app, fhir_server):
     return make_app(**writeback_settings(fhir_server))
 
