@@ -3,7 +3,8 @@
     python -m bench.outbox [--messages 300]
 
 Records N hook responses (each a card set with one card: RequestGroup, GuidanceResponse,
-Provenance, AuditEvent and the model's Device), then times one worker draining them.
+Provenance, AuditEvent and the model's Device), then times workers draining them side by side
+(as `countersign worker` processes would; leases keep them apart).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -18,10 +20,12 @@ from pathlib import Path
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from app import WORKER_KEY, create_app
+from app import DATABASE_KEY, WORKER_KEY, create_app
 from app.audit.fhir_writer import WriteBackServer
+from app.audit.worker import outbox_worker
 from app.fhir_test_server import FhirTestServer
 from app.migrate import upgrade
+from app.registry import load_model_cards
 from app.settings import Settings
 from cds_hooks.auth import TrustedClient
 from tests.builders import full_prefetch, medication_request, order_sign_request
@@ -49,6 +53,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--messages", type=int, default=300)
+    parser.add_argument("--workers", type=int, default=2, help="outbox workers draining side by side")
     parser.add_argument("--append", type=Path, help="append the markdown result to this report")
     args = parser.parse_args()
     key = ec.generate_private_key(ec.SECP384R1())
@@ -66,18 +71,34 @@ def main() -> None:
         )
         app = create_app(settings)
         record_responses(app, key, args.messages, fhir.base_url)
-        worker = app.extensions[WORKER_KEY]
+        workers = [
+            app.extensions[WORKER_KEY],
+            *(
+                outbox_worker(settings, app.extensions[DATABASE_KEY], load_model_cards())
+                for _ in range(args.workers - 1)
+            ),
+        ]
+        counts = [0] * len(workers)
+
+        def drain(index: int) -> None:
+            while settled := workers[index].run_once():
+                counts[index] += settled
+
         started = time.perf_counter()
-        delivered = 0
-        while settled := worker.run_once():
-            delivered += settled
+        threads = [threading.Thread(target=drain, args=(index,)) for index in range(len(workers))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
         elapsed = time.perf_counter() - started
+        delivered = sum(counts)
     rate = delivered * RESOURCES_PER_MESSAGE / elapsed
     report = "\n".join(
         [
             "## Outbox delivery (write-back to the FHIR test server)",
             "",
-            f"`python -m bench.outbox --messages {args.messages}`: one worker drained {delivered} messages "
+            f"`python -m bench.outbox --messages {args.messages} --workers {args.workers}`: {args.workers} "
+            f"worker(s) side by side drained {delivered} messages "
             f"({delivered * RESOURCES_PER_MESSAGE} resources: Device, RequestGroup, GuidanceResponse, "
             f"AI-Provenance, AuditEvent per card set; every one a validated conditional create) in "
             f"{elapsed:.2f} s: **{rate:,.0f} resources/s** ({delivered / elapsed:,.0f} messages/s); "

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import orjson
 import requests
 from pydantic import BaseModel, model_validator
 
@@ -87,7 +88,7 @@ class FhirWriter:
         return headers
 
     def transaction(self, bundle: dict) -> dict:
-        return self._call("POST", self.server.key, json=bundle)
+        return self._call("POST", self.server.key, data=orjson.dumps(bundle))
 
     def search(self, resource_type: str, params: dict[str, str]) -> dict:
         return self._call("GET", f"{self.server.key}/{resource_type}", params=params)
