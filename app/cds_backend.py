@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from sqlalchemy import Engine
 
 from app.audit import ledger, outbox
@@ -9,6 +11,7 @@ from app.audit.card_records import add_decisions, card_set_entry, decision_entry
 from app.audit.delivery import CARD_SET, DECISION
 from app.db import retrying, transaction
 from app.engines.base import PatientData
+from app.governance.lifecycle import current_status
 from app.replay_guard import DatabaseReplayGuard
 from app.services import GovernedService
 from app.settings import Settings
@@ -17,6 +20,8 @@ from cds_hooks.backend import HookCall
 from cds_hooks.cards import RenderedCard
 from cds_hooks.discovery import ServiceDescriptor
 from cds_hooks.models import FeedbackItem
+
+LEDGER_KIND = {"issued": "card-set-issued", "shadow": "card-set-shadow"}
 
 
 class GovernedBackend:
@@ -34,6 +39,12 @@ class GovernedBackend:
         return self._descriptors
 
     def advise(self, call: HookCall) -> AdviceSet:
+        """The model runs only if its status lets it; shadow output is kept but never shown."""
+        service = self.catalogue[call.service_id]
+        with self.engine.connect() as connection:
+            status = current_status(connection, service.model)
+        if status in ("paused", "retired"):
+            return AdviceSet(disposition=status)
         data = PatientData(
             hook=call.request.hook,
             patient_id=call.context.patient_id,
@@ -41,20 +52,30 @@ class GovernedBackend:
             draft_orders=call.context.draft_orders,
             selections=call.context.selections,
         )
-        return self.catalogue[call.service_id].engine.suggest(data)
+        advice = service.engine.suggest(data)
+        return replace(advice, disposition="shadow") if status == "shadow" else advice
 
     def app_launch_url(self) -> str:
         return f"{self.base_url}/app/launch"
 
-    def record_response(self, call: HookCall, advice: AdviceSet, cards: list[RenderedCard]) -> None:
-        """Card set, ledger entry and outbox message commit together or not at all."""
-        target = self.settings.writeback_target(call.request.fhir_server)
+    def record_response(
+        self, call: HookCall, advice: AdviceSet, cards: list[RenderedCard]
+    ) -> list[RenderedCard]:
+        """Card set, ledger entry and outbox message commit together or not at all.
+
+        Only issued card sets are written back to the EHR: shadow output and suppressed calls stay
+        in Countersign's own record.
+        """
+        issued = advice.disposition == "issued"
+        target = self.settings.writeback_target(call.request.fhir_server) if issued else None
         with self.engine.begin() as connection:
             model = self.catalogue[call.service_id].model
             card_set_id = insert_card_set(connection, call, model, advice, cards)
-            ledger.append(connection, "card-set-issued", card_set_entry(call, model, advice, cards))
+            kind = LEDGER_KIND.get(advice.disposition, "invocation-suppressed")
+            ledger.append(connection, kind, card_set_entry(call, model, advice, cards))
             if target is not None:
                 outbox.enqueue(connection, CARD_SET, card_set_id, target)
+        return cards if issued else []
 
     def record_feedback(self, service_id: str, items: list[FeedbackItem]) -> int:
         """Idempotent: a concurrent resend that wins the race makes ours a no-op on retry."""

@@ -13,8 +13,11 @@ from app.audit.ledger import verify_database
 from app.db import INSTANCE_DIR
 from app.demo import run_demo
 from app.demo_client import client_token, ensure_key
+from app.governance.change_control import AUTHORISED_ROLES, STATUS_AFTER, ChangeRefused, change_status
+from app.governance.lifecycle import current_status
 from app.migrate import upgrade
 from app.wsgi_server import DEFAULT_THREADS, default_workers, serve
+from smart_launch.blueprint import MODEL_CARDS_KEY
 
 
 @click.group(cls=FlaskGroup, create_app=create_app, add_version_option=False)
@@ -78,6 +81,57 @@ def worker_command(once: bool) -> None:
         worker.run_forever(stop)
     except KeyboardInterrupt:
         stop.set()
+
+
+@main.group("model")
+def model_group() -> None:
+    """Model lifecycle and change control (cmio or safety-officer, with an approver and a reason)."""
+
+
+@model_group.command("list")
+@with_appcontext
+def model_list_command() -> None:
+    """Each model version and its current status."""
+    with current_app.extensions[DATABASE_KEY].connect() as connection:
+        for model in current_app.extensions[MODEL_CARDS_KEY].values():
+            click.echo(f"{model.id}  {model.version}  {current_status(connection, model)}")
+
+
+def _change_command(action: str, status: str) -> click.Command:
+    @click.argument("model_id")
+    @click.option(
+        "--approver", required=True, help="FHIR reference of the approver, e.g. Practitioner/cmio-1."
+    )
+    @click.option(
+        "--role", required=True, type=click.Choice(sorted(AUTHORISED_ROLES)), help="Approver's role."
+    )
+    @click.option("--reason", required=True, help="Why; kept in the ledger and the AuditEvent.")
+    @with_appcontext
+    def command(model_id: str, approver: str, role: str, reason: str) -> None:
+        model = current_app.extensions[MODEL_CARDS_KEY].get(model_id)
+        if model is None:
+            raise click.BadParameter(f"no model {model_id!r}", param_hint="MODEL_ID")
+        settings = current_app.config["COUNTERSIGN"]
+        try:
+            change = change_status(
+                current_app.extensions[DATABASE_KEY],
+                model,
+                action,
+                approver=approver,
+                role=role,
+                reason=reason,
+                writeback_target=settings.writeback_target(None),
+            )
+        except ChangeRefused as error:
+            raise click.ClickException(str(error)) from None
+        click.echo(f"{model.label}: {change.previous_status} -> {change.status}")
+
+    command.__doc__ = f"Set a model version to {status}."
+    return click.command(action)(command)
+
+
+for _action, _status in STATUS_AFTER.items():
+    model_group.add_command(_change_command(_action, _status))
 
 
 @main.group("audit")

@@ -66,7 +66,12 @@ class Advice:
 
 @dataclass(frozen=True)
 class AdviceSet:
-    """A model's whole answer to one hook call: its advice and every input it actually read."""
+    """A model's whole answer to one hook call: its advice and every input it actually read.
+
+    ``disposition`` says what governance did with it: ``issued`` to the clinician, recorded only
+    (``shadow``), or not produced at all because the model is ``paused`` or ``retired``.
+    """
 
     advice: tuple[Advice, ...] = ()
     inputs_used: tuple[str, ...] = ()
+    disposition: str = "issued"

@@ -52,8 +52,10 @@ class CdsBackend(Protocol):
     def app_launch_url(self) -> str:
         """The SMART launch URL that cards link to."""
 
-    def record_response(self, call: HookCall, advice: AdviceSet, cards: list[RenderedCard]) -> None:
-        """Durably record the card set before the response leaves (one transaction)."""
+    def record_response(
+        self, call: HookCall, advice: AdviceSet, cards: list[RenderedCard]
+    ) -> list[RenderedCard]:
+        """Durably record the card set before the response leaves; returns the cards to show."""
 
     def record_feedback(self, service_id: str, items: list[FeedbackItem]) -> int:
         """Store decisions idempotently; returns how many were new. Raises UnknownCards."""

@@ -116,8 +116,8 @@ def call_service(service_id: str) -> Response:
     advice = config.backend.advise(call)
     launch_url = config.backend.app_launch_url()
     cards = [render_card(item, launch_url) for item in advice.advice]
-    config.backend.record_response(call, advice, cards)
-    return jsonify({"cards": [rendered.card for rendered in cards]})
+    shown = config.backend.record_response(call, advice, cards)
+    return jsonify({"cards": [rendered.card for rendered in shown]})
 
 
 @bp.post("/<service_id>/feedback")

@@ -21,6 +21,7 @@ PROFILE_CDS_CALL_AUDIT = f"{CANONICAL}/StructureDefinition/ai-cds-service-call-a
 PROFILE_WRITE_BACK_AUDIT = f"{CANONICAL}/StructureDefinition/ai-write-back-audit"
 PROFILE_OVERRIDE_TASK = f"{CANONICAL}/StructureDefinition/ai-override-task"
 PROFILE_SERVICE_READ_AUDIT = f"{CANONICAL}/StructureDefinition/ai-service-read-audit"
+PROFILE_CHANGE_CONTROL_AUDIT = f"{CANONICAL}/StructureDefinition/ai-change-control-audit"
 GOVERNANCE_EVENT_SYSTEM = f"{CANONICAL}/CodeSystem/ai-governance-event"
 DELIVERY_TAG_SYSTEM = f"{CANONICAL}/CodeSystem/delivery-key"
 URI = "urn:ietf:rfc:3986"

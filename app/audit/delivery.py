@@ -17,6 +17,7 @@ from sqlmodel import Session, select
 
 from app.audit.fhir_writer import DeliveryError, FhirWriter
 from app.audit.tables import CardDecision, CardSet, IssuedCard
+from app.governance.lifecycle import ModelChange
 from app.registry import ModelCard
 from fhir_profiles.ai_output import CardSetFacts, ai_output_provenance, guidance_response, request_group
 from fhir_profiles.audit_events import (
@@ -24,6 +25,7 @@ from fhir_profiles.audit_events import (
     service_read_audit_event,
     write_back_audit_event,
 )
+from fhir_profiles.change_control import ModelChangeFacts, change_control_audit_event, change_provenance
 from fhir_profiles.common import DELIVERY_TAG_SYSTEM
 from fhir_profiles.decisions import (
     DecisionFacts,
@@ -34,7 +36,7 @@ from fhir_profiles.decisions import (
 from fhir_profiles.device import ai_device, model_identifier
 from fhir_profiles.security_labels import URI_IDENTIFIER_SYSTEM
 
-CARD_SET, DECISION = "card-set", "decision"
+CARD_SET, DECISION, MODEL_CHANGE = "card-set", "decision", "model-change"
 
 
 @dataclass
@@ -86,23 +88,53 @@ class Deliverer:
         """The message's Bundle; a record that cannot become valid FHIR is a permanent failure."""
         with Session(self.engine) as session:
             try:
-                bundle = (
-                    self._card_set_bundle(session, record_id)
-                    if kind == CARD_SET
-                    else self._decision_bundle(session, record_id, writer)
-                )
+                if kind == CARD_SET:
+                    bundle = self._card_set_bundle(session, record_id)
+                elif kind == DECISION:
+                    bundle = self._decision_bundle(session, record_id, writer)
+                else:
+                    bundle = self._model_change_bundle(session, record_id)
             except (ValidationError, KeyError, TypeError, ValueError) as error:
                 reason = f"the record cannot be expressed as valid FHIR ({type(error).__name__})"
                 raise DeliveryError(reason, permanent=True) from None
+        return bundle
+
+    def _device(self, bundle: TransactionBundle, model_id: str, version: str) -> str:
+        """The model version's AI-Device, created once on the server and referenced from the Bundle."""
+        model = self.models[model_id]
+        key = f"{model.id}-{version}"
+        device = ai_device(key, model.name, version, f"{self.base_url}/app/models/{model.id}")
+        identifier = model_identifier(key)
+        return bundle.add(device, f"device.{key}", f"identifier={identifier['system']}|{key}")
+
+    def _model_change_bundle(self, session: Session, change_id: int) -> TransactionBundle:
+        bundle = TransactionBundle()
+        change = session.get(ModelChange, change_id)
+        model = self.models[change.model_id]
+        facts = ModelChangeFacts(
+            model_label=f"{model.name} {change.model_version}",
+            device_ref=self._device(bundle, change.model_id, change.model_version),
+            previous_status=change.previous_status,
+            status=change.status,
+            approver=change.approver,
+            role=change.role,
+            reason=change.reason,
+            changed_at=change.changed_at,
+        )
+        bundle.add(
+            change_control_audit_event(facts),
+            f"model-change.{change_id}.{change.changed_at.isoformat()}.audit-event",
+        )
+        bundle.add(
+            change_provenance(facts), f"model-change.{change_id}.{change.changed_at.isoformat()}.provenance"
+        )
         return bundle
 
     def _facts(self, session: Session, card_set: CardSet, bundle: TransactionBundle) -> CardSetFacts:
         model = self.models[card_set.model_id]
         model_card_url = f"{self.base_url}/app/models/{model.id}"
         key = f"{model.id}-{card_set.model_version}"
-        device = ai_device(key, model.name, card_set.model_version, model_card_url)
-        identifier = model_identifier(key)
-        device_ref = bundle.add(device, f"device.{key}", f"identifier={identifier['system']}|{key}")
+        device_ref = self._device(bundle, card_set.model_id, card_set.model_version)
         cards = session.exec(select(IssuedCard).where(IssuedCard.card_set_id == card_set.id)).all()
         return CardSetFacts(
             key=card_set.uuid,

@@ -30,6 +30,7 @@ class CardSet(SQLModel, table=True):
     hook: str
     model_id: str
     model_version: str
+    disposition: str = "issued"
     patient_id: str = Field(index=True)
     encounter_id: str | None = None
     user_id: str

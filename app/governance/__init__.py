@@ -1,0 +1,1 @@
+"""Governance of the models: lifecycle status and change control."""

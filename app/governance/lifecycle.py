@@ -1,0 +1,46 @@
+"""Model lifecycle: each model's status is the latest approved change, else its model card's status.
+
+``active`` answers with cards; ``shadow`` runs and records what it would have said but shows
+nothing (silent validation before go-live); ``paused`` and ``retired`` do not run, and each
+invocation is recorded as suppressed. The status is read from the database on every call, so a
+pause takes effect on every worker at once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Column, Connection, DateTime, select
+from sqlmodel import Field, SQLModel
+
+from app.db import utcnow
+from app.registry import ModelCard
+
+
+class ModelChange(SQLModel, table=True):
+    """One approved change of a model version's status; the table is its version history."""
+
+    __tablename__ = "model_change"
+
+    id: int | None = Field(default=None, primary_key=True)
+    model_id: str = Field(index=True)
+    model_version: str
+    action: str
+    previous_status: str
+    status: str
+    approver: str
+    role: str
+    reason: str
+    changed_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+
+
+def current_status(connection: Connection, model: ModelCard) -> str:
+    latest = connection.execute(
+        select(ModelChange.status)
+        .where(ModelChange.model_id == model.id, ModelChange.model_version == model.version)
+        .order_by(ModelChange.id.desc())
+        .limit(1)
+    ).scalar()
+    return latest or model.status
