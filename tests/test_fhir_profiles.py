@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from fhir_profiles.ai_output import CardSetFacts, ai_output_provenance, guidance_response, request_group
 from fhir_profiles.audit_events import hook_call_audit_event, service_read_audit_event, write_back_audit_event
+from fhir_profiles.change_control import ModelChangeFacts, change_control_audit_event
 from fhir_profiles.decisions import DecisionFacts, acceptance_provenance, override_provenance, override_task
 from fhir_profiles.device import ai_device
 from fhir_profiles.profiles import structure_definitions
@@ -82,6 +83,16 @@ DECISION = DecisionFacts(
     },
     comment="Chronic baseline, not acute.",
 )
+CHANGE = ModelChangeFacts(
+    model_label="Countersign Medication Safety 1.0.0",
+    device_ref="Device/medication-safety-1.0.0",
+    previous_status="active",
+    status="paused",
+    approver="Practitioner/cmio-1",
+    role="cmio",
+    reason="Review",
+    changed_at=WHEN,
+)
 AI_ROLE = {
     "system": "http://hl7.org/fhir/uv/aitransparency/CodeSystem/AIdeviceTypeCS",
     "code": "Artificial-Intelligence",
@@ -95,6 +106,7 @@ def test_every_local_profile_we_claim_has_a_structure_definition():
         service_read_audit_event(FACTS, "renalFunction"),
         write_back_audit_event("p1", "Provenance/x", FACTS.user_id, WHEN),
         override_task(FACTS, DECISION, "RequestGroup/r"),
+        change_control_audit_event(CHANGE),
     ]
     for resource in built:
         (profile,) = resource["meta"]["profile"]
