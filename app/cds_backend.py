@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 
 from sqlalchemy import Engine
 
 from app.audit import ledger, outbox
-from app.audit.card_records import add_decisions, card_set_entry, decision_entry, insert_card_set
+from app.audit.card_records import (
+    add_decisions,
+    card_set_entry,
+    decision_entry,
+    insert_card_set,
+    recent_override_rules,
+)
 from app.audit.delivery import CARD_SET, DECISION
-from app.db import retrying, transaction
+from app.db import retrying, transaction, utcnow
 from app.engines.base import PatientData
+from app.governance.guardrails import GovernedAdvice, applicability, apply_guardrails
 from app.governance.lifecycle import current_status
 from app.replay_guard import DatabaseReplayGuard
 from app.services import GovernedService
@@ -39,12 +47,10 @@ class GovernedBackend:
         return self._descriptors
 
     def advise(self, call: HookCall) -> AdviceSet:
-        """The model runs only if its status lets it; shadow output is kept but never shown."""
+        """The model runs only if its status and intended use let it; its output then passes the
+        guardrails. Shadow output is kept but never shown."""
         service = self.catalogue[call.service_id]
-        with self.engine.connect() as connection:
-            status = current_status(connection, service.model)
-        if status in ("paused", "retired"):
-            return AdviceSet(disposition=status)
+        policy = service.model.policy
         data = PatientData(
             hook=call.request.hook,
             patient_id=call.context.patient_id,
@@ -52,8 +58,20 @@ class GovernedBackend:
             draft_orders=call.context.draft_orders,
             selections=call.context.selections,
         )
-        advice = service.engine.suggest(data)
-        return replace(advice, disposition="shadow") if status == "shadow" else advice
+        with self.engine.connect() as connection:
+            status = current_status(connection, service.model)
+            since = utcnow() - timedelta(hours=policy.override_suppression_hours)
+            overridden = recent_override_rules(
+                connection, service.id, call.context.patient_id, call.context.user_id, since
+            )
+        if status in ("paused", "retired"):
+            return GovernedAdvice(disposition=status)
+        outside = applicability(policy, call.request.hook, data, utcnow().date())
+        if outside is not None:
+            event = {"guardrail": "applicability", "detail": outside}
+            return GovernedAdvice(disposition="not-applicable", guardrail_events=(event,))
+        governed = apply_guardrails(policy, service.engine.suggest(data), data, overridden)
+        return replace(governed, disposition="shadow") if status == "shadow" else governed
 
     def app_launch_url(self) -> str:
         return f"{self.base_url}/app/launch"

@@ -17,6 +17,21 @@ CARDS_DIRECTORY = Path(__file__).parent / "model_cards"
 ModelStatus = Literal["active", "shadow", "paused", "retired"]
 
 
+class Policy(BaseModel):
+    """Where and how a model's output may reach a clinician; applied by the guardrail pipeline."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    hooks: tuple[str, ...] = Field(min_length=1)
+    min_age_years: int | None = Field(default=None, ge=0)
+    max_age_years: int | None = Field(default=None, ge=0)
+    confidence_floor: float = Field(ge=0, le=1)
+    confidence_threshold: float = Field(ge=0, le=1)
+    max_cards: int = Field(ge=1)
+    override_suppression_hours: int = Field(ge=0)
+    risk_tier: Literal["low", "moderate", "high"] = "moderate"
+
+
 class ModelCard(BaseModel):
     """What a CMIO must know about one model version before it touches a patient."""
 
@@ -32,6 +47,7 @@ class ModelCard(BaseModel):
     intended_users: str = Field(min_length=1)
     out_of_scope: str = Field(min_length=1)
     knowledge_base: str | None = None
+    policy: Policy
 
     @property
     def key(self) -> str:

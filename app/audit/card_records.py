@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from datetime import datetime
 
 from sqlalchemy import Connection, insert
 from sqlmodel import Session, select
@@ -123,6 +124,7 @@ def card_set_entry(call: HookCall, model: ModelCard, advice: AdviceSet, cards: l
         "service": call.service_id,
         "model": f"{model.id}@{model.version}",
         "disposition": advice.disposition,
+        "guardrails": list(getattr(advice, "guardrail_events", ())),
         "patient": call.context.patient_id,
         "user": call.context.user_id,
         "inputs": list(advice.inputs_used),
@@ -148,3 +150,22 @@ def decision_entry(decision: CardDecision) -> dict:
         "outcomeTimestamp": decision.outcome_timestamp.isoformat(),
         "fingerprint": decision.fingerprint,
     }
+
+
+def recent_override_rules(
+    connection: Connection, service_id: str, patient_id: str, user_id: str, since: datetime
+) -> set[str]:
+    """Rules whose cards this clinician overrode for this patient since ``since`` (alert fatigue)."""
+    query = (
+        select(IssuedCard.rule_id)
+        .join(CardDecision, CardDecision.card_uuid == IssuedCard.uuid)
+        .join(CardSet, CardSet.id == IssuedCard.card_set_id)
+        .where(
+            CardSet.service_id == service_id,
+            CardSet.patient_id == patient_id,
+            CardSet.user_id == user_id,
+            CardDecision.outcome == "overridden",
+            CardDecision.received_at >= since,
+        )
+    )
+    return set(connection.execute(query).scalars())

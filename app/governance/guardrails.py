@@ -1,0 +1,124 @@
+"""The guardrail pipeline every engine's output passes through, in one place for all services.
+
+Order matters and is fixed: the intended use decides whether the model runs at all; then each
+piece of advice must be grounded in the input, propose only valid FHIR, and clear the model's
+confidence floor; low-confidence advice is downgraded to a review prompt; a card the same
+clinician overrode for the same patient recently is not repeated; and the card count is capped.
+Every piece of advice removed is kept as a guardrail event in the record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+
+from fhir.resources.R4B import get_fhir_model_class
+from pydantic import ValidationError
+
+from app.engines.base import PatientData
+from app.registry import Policy
+from cds_hooks.advice import Advice, AdviceSet
+
+LOW_CONFIDENCE_NOTE = (
+    "\n\n**Low confidence.** This suggestion is below the model's confidence threshold: "
+    "review it as a prompt, not a recommendation."
+)
+
+
+@dataclass(frozen=True)
+class GovernedAdvice(AdviceSet):
+    """Advice after the guardrails, with what they removed and why (kept in the ledger)."""
+
+    guardrail_events: tuple[dict, ...] = ()
+
+
+def applicability(policy: Policy, hook: str, data: PatientData, today: date) -> str | None:
+    """Why the patient or call is outside the model's intended use, or None when it applies."""
+    if hook not in policy.hooks:
+        return f"hook {hook} is not in the intended use"
+    if policy.min_age_years is None and policy.max_age_years is None:
+        return None
+    age = _age(data.patient, today)
+    if age is None:
+        return "age unknown; the intended use has an age range"
+    if policy.min_age_years is not None and age < policy.min_age_years:
+        return f"age below {policy.min_age_years}"
+    if policy.max_age_years is not None and age > policy.max_age_years:
+        return f"age above {policy.max_age_years}"
+    return None
+
+
+def apply_guardrails(
+    policy: Policy, result: AdviceSet, data: PatientData, recently_overridden: set[str]
+) -> GovernedAdvice:
+    events: list[dict] = []
+    inputs = _input_references(data)
+    kept: list[Advice] = []
+    for advice in result.advice:
+        problem = _problem(policy, advice, inputs, recently_overridden)
+        if problem is not None:
+            events.append({"guardrail": problem, "rule": advice.rule_id})
+            continue
+        kept.append(_downgraded(advice) if advice.confidence < policy.confidence_threshold else advice)
+    events.extend({"guardrail": "max-cards", "rule": a.rule_id} for a in kept[policy.max_cards :])
+    return GovernedAdvice(
+        advice=tuple(kept[: policy.max_cards]),
+        inputs_used=result.inputs_used,
+        disposition=result.disposition,
+        guardrail_events=tuple(events),
+    )
+
+
+def _problem(policy: Policy, advice: Advice, inputs: set[str], recently_overridden: set[str]) -> str | None:
+    if any(item.reference not in inputs for item in advice.evidence):
+        return "grounding"
+    if not all(_valid(resource) for resource in _proposed_resources(advice)):
+        return "invalid-proposal"
+    if advice.confidence < policy.confidence_floor:
+        return "below-confidence-floor"
+    if advice.rule_id in recently_overridden:
+        return "recently-overridden"
+    return None
+
+
+def _downgraded(advice: Advice) -> Advice:
+    """Between floor and threshold: an info card that says so and asks for review."""
+    return dataclasses.replace(
+        advice,
+        indicator="info",
+        summary=f"Low confidence: {advice.summary}",
+        rationale=advice.rationale + LOW_CONFIDENCE_NOTE,
+    )
+
+
+def _proposed_resources(advice: Advice) -> Iterable[dict]:
+    for suggestion in advice.suggestions:
+        for action in suggestion.actions:
+            if action.resource is not None:
+                yield action.resource
+
+
+def _valid(resource: dict) -> bool:
+    try:
+        get_fhir_model_class(resource.get("resourceType", "")).model_validate(resource)
+    except (KeyError, ValueError, ValidationError):
+        return False
+    return True
+
+
+def _input_references(data: PatientData) -> set[str]:
+    every = (*data.resources, *data.draft_orders)
+    return {f"{r.get('resourceType')}/{r.get('id')}" for r in every} | {f"Patient/{data.patient_id}"}
+
+
+def _age(patient: dict | None, today: date) -> int | None:
+    birth = (patient or {}).get("birthDate")
+    try:
+        born = date.fromisoformat(birth[:10]) if isinstance(birth, str) and len(birth) >= 10 else None
+    except ValueError:
+        return None
+    if born is None:
+        return None
+    return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
