@@ -130,15 +130,18 @@ def fhir_server() -> Iterator[str]:
 
 
 @pytest.fixture
-def postgres_url() -> str:
-    """An empty PostgreSQL database (the CI machine runs one on 127.0.0.1:5432)."""
-    engine = create_engine(POSTGRES_URL)
+def postgres_url() -> Iterator[str]:
+    """A fresh schema of its own in the PostgreSQL test database (127.0.0.1:5432 on the CI machine),
+    so that concurrent test runs sharing the database never see each other's tables."""
+    schema = f"cs_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL)
     try:
-        with engine.begin() as connection:
-            connection.execute(text("DROP SCHEMA public CASCADE"))
-            connection.execute(text("CREATE SCHEMA public"))
+        with admin.begin() as connection:
+            connection.execute(text(f"CREATE SCHEMA {schema}"))
     except OperationalError:
+        admin.dispose()
         pytest.skip(f"no PostgreSQL at {POSTGRES_URL}")
-    finally:
-        engine.dispose()
-    return POSTGRES_URL
+    yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    with admin.begin() as connection:
+        connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
