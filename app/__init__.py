@@ -9,9 +9,10 @@ from flask import Flask
 
 import cds_hooks
 import smart_launch
+from app import api
 from app.audit.worker import outbox_worker
 from app.cds_backend import GovernedBackend
-from app.db import INSTANCE_DIR, create_db_engine, default_database_url
+from app.db import DATABASE_KEY, INSTANCE_DIR, create_db_engine, default_database_url
 from app.json_provider import OrjsonProvider
 from app.registry import load_model_cards
 from app.services import build_catalogue
@@ -20,8 +21,8 @@ from cds_hooks.auth import ClientAuthenticator, KeySetCache
 from cds_hooks.prefetch import ReaderSettings
 from smart_launch.blueprint import MODEL_CARDS_KEY
 
+__all__ = ["DATABASE_KEY", "WORKER_KEY", "create_app"]
 STATIC_FOLDER = Path(__file__).resolve().parent.parent / "static"
-DATABASE_KEY = "database"
 WORKER_KEY = "outbox_worker"
 
 
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     backend = GovernedBackend(build_catalogue(models, settings.base_url), engine, settings)
     cds_hooks.init_app(app, _cds_hooks_config(settings, backend))
     app.register_blueprint(smart_launch.bp)
+    app.register_blueprint(api.bp)
     worker = outbox_worker(settings, engine, models)
     app.extensions[WORKER_KEY] = worker
     if settings.outbox_in_process and settings.writeback_servers:

@@ -15,6 +15,7 @@ from sqlalchemy import Engine, event
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, create_engine
 
+DATABASE_KEY = "database"
 INSTANCE_DIR = Path(__file__).resolve().parent.parent / "instance"
 
 

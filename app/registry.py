@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.source_attributes import SourceAttributes
 from app.validated_files import load_validated
 
 CARDS_DIRECTORY = Path(__file__).parent / "model_cards"
@@ -48,6 +49,7 @@ class ModelCard(BaseModel):
     out_of_scope: str = Field(min_length=1)
     knowledge_base: str | None = None
     policy: Policy
+    source_attributes: SourceAttributes
 
     @property
     def key(self) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, render_template
 
+from app.model_card_text import attribute_rows
+
 bp = Blueprint("smart_launch", __name__, url_prefix="/app", template_folder="templates")
 MODEL_CARDS_KEY = "model_cards"
 
@@ -18,4 +20,4 @@ def model_card(model_id: str) -> str:
     card = current_app.extensions[MODEL_CARDS_KEY].get(model_id)
     if card is None:
         abort(404)
-    return render_template("model_card.html", card=card)
+    return render_template("model_card.html", card=card, attributes=attribute_rows(card))
