@@ -1,76 +1,132 @@
-// A FHIR R4 test server: `node server.mjs --port 0 [--host 127.0.0.1] [--base-path /fhir]
-//   [--require-bearer TOKEN] [--log-requests FILE]`. Prints one ready line with its base URL.
+// A FHIR R4 test server around Medplum's engine (see README.md).
+//   node server.mjs --port 0 [--host 127.0.0.1] [--base-path /fhir] [--require-bearer TOKEN] [--log-requests FILE]
+// Prints one line when ready, "FHIR test server listening on http://127.0.0.1:<port>/fhir", and
+// exits cleanly on SIGTERM/SIGINT.
 import { appendFileSync } from 'node:fs';
 import http from 'node:http';
 import { parseArgs } from 'node:util';
-import { FhirService } from './lib/service.mjs';
-import { HttpError, errorResponse, outcome } from './lib/outcomes.mjs';
 
-const { values: options } = parseArgs({
-  options: {
-    port: { type: 'string', default: '8080' },
-    host: { type: 'string', default: '127.0.0.1' },
-    'base-path': { type: 'string', default: '/fhir' },
-    'require-bearer': { type: 'string' },
-    'log-requests': { type: 'string' },
-  },
-});
-const basePath = options['base-path'].replace(/\/$/, '');
+const USAGE =
+  'usage: node server.mjs [--port 8080 (0: any free port)] [--host 127.0.0.1] [--base-path /fhir]\n' +
+  '                       [--require-bearer TOKEN] [--log-requests FILE]\n';
+let options;
+try {
+  ({ values: options } = parseArgs({
+    options: {
+      port: { type: 'string', default: '8080' },
+      host: { type: 'string', default: '127.0.0.1' },
+      'base-path': { type: 'string', default: '/fhir' },
+      'require-bearer': { type: 'string' },
+      'log-requests': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  }));
+} catch (error) {
+  process.stderr.write(`${error.message}\n${USAGE}`);
+  process.exit(2);
+}
+if (options.help) {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
+const port = Number(options.port);
+if (!Number.isInteger(port) || port < 0 || port > 65535) {
+  process.stderr.write(`--port must be 0..65535, not ${options.port}\n${USAGE}`);
+  process.exit(2);
+}
+const basePath = `/${options['base-path'].replace(/^\/+|\/+$/g, '')}`.replace(/^\/$/, '');
+
+// Loading the R4 definitions takes a second or two; only then is the server ready.
+const { FhirService } = await import('./lib/service.mjs');
+const { HttpError, errorResponse, outcome } = await import('./lib/outcomes.mjs');
+const { preloadTerminology } = await import('./lib/validation.mjs');
+preloadTerminology();
+
 const MAX_BODY = 64 * 1024 * 1024;
-const JSON_TYPES = ['application/json', 'application/fhir+json'];
+const JSON_TYPES = new Set(['application/fhir+json', 'application/json', 'application/json+fhir', 'text/json']);
+const FORM = 'application/x-www-form-urlencoded';
+const PATCH_TYPE = 'application/json-patch+json';
 let service;
 
 const server = http.createServer(async (req, res) => {
-  const url = new URL(req.url, 'http://localhost');
+  let url;
+  try {
+    url = new URL(req.url, 'http://localhost');
+  } catch {
+    return send(req, res, 400, outcome('error', 'invalid', 'malformed request URL'));
+  }
   logRequest(req, url);
-  if (!url.pathname.startsWith(basePath)) return send(res, 404, outcome('error', 'not-found', 'not a FHIR path'));
-  if (options['require-bearer'] && req.headers.authorization !== `Bearer ${options['require-bearer']}`) {
-    return send(res, 401, outcome('error', 'login', 'a valid bearer token is required'));
+  const { pathname } = url;
+  if (pathname !== basePath && !pathname.startsWith(`${basePath}/`)) {
+    return send(req, res, 404, outcome('error', 'not-found', `not a FHIR path; the base is ${basePath || '/'}`));
+  }
+  if (options['require-bearer'] !== undefined && req.headers.authorization !== `Bearer ${options['require-bearer']}`) {
+    res.setHeader('WWW-Authenticate', 'Bearer');
+    return send(req, res, 401, outcome('error', 'login', 'a valid bearer token is required'));
   }
   try {
+    const method = req.method === 'HEAD' ? 'GET' : req.method;
     const body = await readBody(req);
     const query = {};
     for (const [name, value] of url.searchParams) query[name] = name in query ? [query[name], value].flat() : value;
-    const path = url.pathname.slice(basePath.length) || '/';
-    const [status, resource] = await service.handle({ method: req.method, path, query, body, headers: req.headers });
-    send(res, status, resource);
+    const path = pathname.slice(basePath.length) || '/';
+    const [status, resource] = await service.handle({ method, path, query, body, headers: req.headers });
+    send(req, res, status, resource);
   } catch (error) {
-    send(res, ...errorResponse(error));
+    send(req, res, ...errorResponse(error));
   }
 });
 
 async function readBody(req) {
-  if (!['POST', 'PUT', 'PATCH'].includes(req.method)) return undefined;
   const chunks = [];
   let size = 0;
   for await (const chunk of req) {
     size += chunk.length;
-    if (size > MAX_BODY) throw new HttpError(413, 'too-costly', 'the body is too large');
+    if (size > MAX_BODY) throw new HttpError(413, 'too-costly', 'the body is larger than 64 MiB');
     chunks.push(chunk);
   }
-  const type = (req.headers['content-type'] ?? '').split(';')[0].trim();
-  if (!JSON_TYPES.includes(type) && !(req.method === 'PATCH' && type === 'application/json-patch+json')) {
-    throw new HttpError(415, 'not-supported', 'send application/fhir+json');
+  const text = Buffer.concat(chunks).toString('utf8');
+  if (!text.trim()) return undefined;
+  const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+  if (type === FORM) return Object.fromEntries(groupParams(new URLSearchParams(text)));
+  if (!JSON_TYPES.has(type) && type !== PATCH_TYPE) {
+    throw new HttpError(
+      415,
+      'not-supported',
+      `Content-Type ${type || '(none)'} is not supported: send application/fhir+json`,
+    );
   }
   try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
-  } catch {
-    throw new HttpError(400, 'structure', 'the body is not valid JSON');
+    return JSON.parse(text);
+  } catch (error) {
+    throw new HttpError(400, 'structure', `the body is not valid JSON: ${error.message}`);
   }
 }
 
-function send(res, status, resource) {
+function groupParams(params) {
+  const grouped = new Map();
+  for (const [name, value] of params) grouped.set(name, grouped.has(name) ? [grouped.get(name), value].flat() : value);
+  return grouped;
+}
+
+function send(req, res, status, resource) {
   const headers = { 'Content-Type': 'application/fhir+json; charset=utf-8' };
-  if (resource?.resourceType && resource.resourceType !== 'OperationOutcome' && resource.meta?.versionId) {
+  const single = resource?.resourceType && !['OperationOutcome', 'Bundle'].includes(resource.resourceType);
+  if (single && resource.meta?.versionId) {
     headers.ETag = `W/"${resource.meta.versionId}"`;
-    if (status === 201) {
+    if (resource.meta.lastUpdated) headers['Last-Modified'] = new Date(resource.meta.lastUpdated).toUTCString();
+    if (status === 201 || ((req.method === 'PUT' || req.method === 'POST') && status === 200)) {
       headers.Location = `${publicBase()}/${resource.resourceType}/${resource.id}/_history/${resource.meta.versionId}`;
+      headers['Content-Location'] = headers.Location;
     }
   }
+  const minimal = status < 400 && /return=minimal/.test(req.headers.prefer ?? '') && req.method !== 'GET';
+  const body = resource === undefined || minimal || req.method === 'HEAD' ? '' : JSON.stringify(resource);
   res.writeHead(status, headers);
-  res.end(resource === undefined ? '' : JSON.stringify(resource));
+  res.end(body);
 }
 
+/** One JSON line per request, never the token itself: tests assert whether (and how) we were called. */
 function logRequest(req, url) {
   if (!options['log-requests']) return;
   const line = {
@@ -83,11 +139,17 @@ function logRequest(req, url) {
 }
 
 function publicBase() {
-  const { port } = server.address();
-  return `http://${options.host}:${port}${basePath}`;
+  const { port: actual } = server.address();
+  const host = options.host.includes(':') ? `[${options.host}]` : options.host;
+  return `http://${host}:${actual}${basePath}`;
 }
 
-server.listen(Number(options.port), options.host, () => {
+server.on('error', (error) => {
+  process.stderr.write(`FHIR test server: ${error.message}\n`);
+  process.exit(1);
+});
+
+server.listen(port, options.host, () => {
   service = new FhirService(publicBase());
   process.stdout.write(`FHIR test server listening on ${publicBase()}\n`);
 });
@@ -96,5 +158,6 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
   process.on(signal, () => {
     server.close(() => process.exit(0));
     server.closeAllConnections();
+    setTimeout(() => process.exit(0), 2000).unref();
   });
 }

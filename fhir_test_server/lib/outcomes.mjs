@@ -1,11 +1,23 @@
 // OperationOutcome bodies and the HTTP status each one stands for.
+import { STATUS_CODES } from 'node:http';
 import { core } from './medplum.mjs';
 
-export class HttpError extends Error {
+/**
+ * An error with its HTTP status and OperationOutcome. It extends Medplum's OperationOutcomeError so
+ * that one thrown inside the library (a validation failure in the repository) keeps its outcome.
+ */
+export class HttpError extends core.OperationOutcomeError {
   constructor(status, code, diagnostics, expression) {
-    super(diagnostics);
+    super(outcome('error', code, diagnostics, expression));
     this.status = status;
-    this.outcome = outcome('error', code, diagnostics, expression);
+  }
+
+  /** An error carrying an existing OperationOutcome (several issues) and status. */
+  static of(status, operationOutcome) {
+    const error = new HttpError(status, 'processing', '');
+    error.outcome = operationOutcome;
+    error.message = operationOutcome.issue?.map(diagnosticsOf).join('; ') ?? '';
+    return error;
   }
 }
 
@@ -15,15 +27,35 @@ export function outcome(severity, code, diagnostics, expression) {
   return { resourceType: 'OperationOutcome', issue: [issue] };
 }
 
-export const statusOf = (operationOutcome) => core.getStatus(operationOutcome);
+export const diagnosticsOf = (issue) => issue?.diagnostics ?? issue?.details?.text ?? '';
 
-export function isSuccess(operationOutcome) {
-  return statusOf(operationOutcome) < 400;
+/** HAPI writes issue.diagnostics; Medplum writes details.text. Give every issue both. */
+function withDiagnostics(operationOutcome) {
+  const { id: _id, ...rest } = operationOutcome;
+  return {
+    ...rest,
+    issue: (operationOutcome.issue ?? []).map((issue) => ({
+      ...issue,
+      diagnostics: diagnosticsOf(issue) || undefined,
+    })),
+  };
 }
+
+/** "201 Created", as Bundle.entry.response.status spells it. */
+export const statusLine = (status) => `${status} ${STATUS_CODES[status] ?? ''}`.trim();
 
 /** Turn anything thrown by Medplum or by us into [status, OperationOutcome]. */
 export function errorResponse(error) {
-  if (error instanceof HttpError) return [error.status, error.outcome];
-  if (error?.outcome?.resourceType === 'OperationOutcome') return [statusOf(error.outcome), error.outcome];
-  return [500, outcome('error', 'exception', 'internal error in the FHIR test server')];
+  if (error instanceof HttpError) return [error.status, withDiagnostics(error.outcome)];
+  if (error?.outcome?.resourceType === 'OperationOutcome') {
+    return [core.getStatus(error.outcome), withDiagnostics(error.outcome)];
+  }
+  process.stderr.write(`FHIR test server: unexpected error: ${error?.stack ?? error}\n`);
+  return [500, outcome('error', 'exception', `internal error in the FHIR test server: ${error?.message ?? error}`)];
+}
+
+/** [status, body] of a router response, with Medplum's outcome ids turned into HTTP statuses. */
+export function routerResponse([result, resource]) {
+  const status = core.getStatus(result);
+  return [status, status >= 400 ? withDiagnostics(result) : (resource ?? withDiagnostics(result))];
 }

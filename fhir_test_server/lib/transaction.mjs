@@ -1,109 +1,205 @@
-// transaction (all-or-nothing) and batch (entry by entry) Bundles, processed in FHIR order:
-// DELETE, POST, PUT/PATCH, GET. urn:uuid fullUrls become real references before anything is written.
-import { HttpError, errorResponse } from './outcomes.mjs';
+// transaction (all-or-nothing) and batch (entry by entry) Bundles.
+//
+// A transaction runs inside the repository's undo journal: if any entry fails, every write made by
+// the earlier entries is put back and the answer is that entry's status with its OperationOutcome.
+// Entries run in FHIR order: DELETE, then POST, then PUT/PATCH, then GET. Before any POST runs,
+// each gets its id (a new one, or the one its If-None-Exist matched), so references between
+// entries by fullUrl (urn:uuid:...) are rewritten to Type/id whatever their order in the Bundle;
+// a placeholder left unresolved is a 400, as in HAPI.
+import { core } from './medplum.mjs';
+import { HttpError, diagnosticsOf, errorResponse, statusLine } from './outcomes.mjs';
+import { conditionalMatches } from './search.mjs';
+import { validate } from './validation.mjs';
 
-const ORDER = { DELETE: 0, POST: 1, PUT: 2, PATCH: 2, GET: 3, HEAD: 3 };
-const STATUS_TEXT = { 200: '200 OK', 201: '201 Created', 204: '204 No Content' };
+const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE']);
 
 export async function processBundle(service, bundle) {
-  if (bundle?.resourceType !== 'Bundle') throw new HttpError(400, 'invalid', 'POST to the base needs a Bundle');
-  if (bundle.type === 'batch') return batch(service, bundle.entry ?? []);
-  if (bundle.type === 'transaction') return transaction(service, bundle.entry ?? []);
-  throw new HttpError(400, 'invalid', `Bundle.type must be transaction or batch, not ${bundle.type}`);
+  if (bundle?.resourceType !== 'Bundle') throw new HttpError(400, 'invalid', 'POST to the base URL needs a Bundle');
+  const entries = bundle.entry ?? [];
+  if (!Array.isArray(entries)) throw new HttpError(400, 'structure', 'Bundle.entry must be an array', ['Bundle.entry']);
+  if (bundle.type === 'batch') return batch(service, entries);
+  if (bundle.type === 'transaction') return transaction(service, entries);
+  throw new HttpError(400, 'invalid', `Bundle.type must be transaction or batch, not ${bundle.type}`, ['Bundle.type']);
 }
 
 async function batch(service, entries) {
   const responses = [];
-  for (const entry of entries) {
+  for (const [index, entry] of entries.entries()) {
+    let parsed;
+    let result;
     try {
-      responses.push(responseEntry(service, ...(await runEntry(service, entry, false))));
+      parsed = parseEntry(service, entry, index);
+      result = await service.repo.transaction(() => service.dispatch(parsed.request(entry.resource)));
     } catch (error) {
-      const [status, body] = errorResponse(error);
-      responses.push({ response: { status: String(status), outcome: body } });
+      result = errorResponse(error);
     }
+    responses.push(responseEntry(service, parsed?.method, ...result));
   }
-  return { resourceType: 'Bundle', type: 'batch-response', entry: responses };
+  return { resourceType: 'Bundle', id: core.generateId(), type: 'batch-response', entry: responses };
 }
 
 async function transaction(service, entries) {
-  entries.forEach((entry, index) => checkEntry(entry, index));
-  const { prepared, mapping } = assignIds(service, entries);
-  const order = prepared.map((entry, index) => index).sort((a, b) => rank(prepared[a]) - rank(prepared[b]));
-  const undo = [];
-  const responses = new Array(prepared.length);
-  try {
-    for (const index of order) {
-      const entry = { ...prepared[index], resource: rewrite(prepared[index].resource, mapping) };
-      const [type, id] = entry.request.url.split('?')[0].split('/').filter(Boolean);
-      if (id && ['PUT', 'DELETE'].includes(entry.request.method)) undo.push(capture(service.repo, type, id));
-      const [status, resource] = await runEntry(service, entry, true);
-      if (status === 201 && entry.request.method === 'POST') undo.push({ type, id: resource.id, existed: false });
-      if (entry.fullUrl?.startsWith('urn:uuid:') && resource?.id) {
-        mapping.set(entry.fullUrl, `${resource.resourceType}/${resource.id}`);
+  const parsed = entries.map((entry, index) => parseEntry(service, entry, index));
+  return service.repo.transaction(async () => {
+    const responses = new Array(parsed.length);
+    const mapping = new Map();
+    const run = async (entry, action) => {
+      let result;
+      try {
+        result = await action();
+      } catch (error) {
+        result = errorResponse(error);
       }
-      responses[index] = responseEntry(service, status, resource);
+      if (result[0] >= 400) throw entryFailure(entry, ...result);
+      responses[entry.index] = responseEntry(service, entry.method, ...result);
+    };
+    const body = (entry) => {
+      const resource = rewrite(entry.entry.resource, mapping);
+      const placeholder = unresolvedPlaceholder(resource);
+      if (placeholder) {
+        const [status, outcome] = errorResponse(
+          new HttpError(
+            400,
+            'invalid',
+            `Unable to satisfy placeholder ID ${placeholder.reference} found in ${placeholder.path}`,
+          ),
+        );
+        throw entryFailure(entry, status, outcome);
+      }
+      return resource;
+    };
+
+    for (const entry of parsed.filter((e) => e.method === 'DELETE')) {
+      await run(entry, () => service.dispatch(entry.request()));
     }
-  } catch (error) {
-    for (const change of undo.reverse()) restore(service.repo, change);
-    throw error;
-  }
-  return { resourceType: 'Bundle', type: 'transaction-response', entry: responses };
-}
 
-/** FHIR order; conditional creates first among POSTs so that references to them resolve. */
-function rank(entry) {
-  const method = entry.request.method;
-  return ORDER[method] * 2 + (method === 'POST' && !entry.request.ifNoneExist ? 1 : 0);
-}
-
-function checkEntry(entry, index) {
-  const method = entry?.request?.method;
-  if (!(method in ORDER) || typeof entry.request.url !== 'string') {
-    throw new HttpError(400, 'invalid', `entry ${index} needs request.method and request.url`, [`Bundle.entry[${index}]`]);
-  }
-}
-
-async function runEntry(service, entry, inTransaction) {
-  checkEntry(entry, 0);
-  const { method, url, ifNoneExist } = entry.request;
-  const [path, queryString = ''] = url.split('?');
-  const [type, id] = path.split('/').filter(Boolean);
-  let result;
-  if (method === 'POST' && !id) {
-    result = await service.create(type, entry.resource, { ifNoneExist, assignedId: inTransaction && !!entry.assignedId });
-  } else {
-    const query = Object.fromEntries(new URLSearchParams(queryString));
-    result = await service.dispatch({ method, path, query, body: entry.resource, headers: {} });
-  }
-  if (result[0] >= 400) {
-    throw new HttpError(result[0], result[1]?.issue?.[0]?.code ?? 'processing', `entry ${url} failed`);
-  }
-  return result;
-}
-
-function responseEntry(service, status, resource) {
-  const response = { status: STATUS_TEXT[status] ?? String(status) };
-  if (resource?.resourceType !== 'OperationOutcome' && resource?.id) {
-    response.location = `${resource.resourceType}/${resource.id}/_history/${resource.meta?.versionId}`;
-    response.etag = `W/"${resource.meta?.versionId}"`;
-    response.lastModified = resource.meta?.lastUpdated;
-    return { fullUrl: `${service.publicBase}/${resource.resourceType}/${resource.id}`, resource, response };
-  }
-  return resource ? { resource, response } : { response };
-}
-
-/** Give each plain POSTed urn:uuid entry its id now; conditional ones get theirs when they run. */
-function assignIds(service, entries) {
-  const mapping = new Map();
-  const prepared = entries.map((entry) => {
-    if (entry.request.method !== 'POST' || !entry.fullUrl?.startsWith('urn:uuid:') || entry.request.ifNoneExist) {
-      return entry;
+    const posts = parsed.filter((e) => e.method === 'POST');
+    await planCreates(service, posts, mapping);
+    for (const entry of parsed.filter((e) => e.method === 'PUT' && e.id && e.entry.fullUrl)) {
+      mapping.set(entry.entry.fullUrl, `${entry.type}/${entry.id}`);
     }
-    const id = service.repo.generateId();
-    mapping.set(entry.fullUrl, `${entry.resource?.resourceType}/${id}`);
-    return { ...entry, resource: { ...entry.resource, id }, assignedId: true };
+
+    for (const entry of posts) {
+      const { plan } = entry;
+      const resource = body(entry);
+      await run(entry, async () => {
+        if (plan.create) return service.create(entry.type, resource, { id: plan.id });
+        if (plan.dispatch) return service.dispatch(entry.request(resource));
+        validate(resource, entry.type); // a conditional create that matched is still validated
+        return [200, plan.existing ?? (await service.repo.readResource(entry.type, plan.id))];
+      });
+    }
+    for (const entry of parsed.filter((e) => e.method === 'PUT' || e.method === 'PATCH')) {
+      const resource = body(entry);
+      await run(entry, () => service.dispatch(entry.request(resource)));
+    }
+    for (const entry of parsed.filter((e) => e.method === 'GET' || e.method === 'HEAD')) {
+      await run(entry, () => service.dispatch(entry.request()));
+    }
+    return { resourceType: 'Bundle', id: core.generateId(), type: 'transaction-response', entry: responses };
   });
-  return { prepared, mapping };
+}
+
+/**
+ * Decide, before anything is created, the id each POST entry will have: a new one, or the one its
+ * If-None-Exist matches (two entries with the same condition share one resource).
+ */
+async function planCreates(service, posts, mapping) {
+  const byCondition = new Map();
+  for (const entry of posts) {
+    if (entry.id) {
+      entry.plan = { dispatch: true };
+      continue;
+    }
+    const condition = entry.ifNoneExist && `${entry.type}?${entry.ifNoneExist}`;
+    if (condition && byCondition.has(condition)) {
+      entry.plan = { id: byCondition.get(condition) };
+    } else if (condition) {
+      let found;
+      try {
+        found = await conditionalMatches(service.repo, entry.type, entry.ifNoneExist);
+      } catch (error) {
+        throw entryFailure(entry, ...errorResponse(error));
+      }
+      if (found.length > 1) {
+        const message = `If-None-Exist "${entry.ifNoneExist}" matched ${found.length} resources`;
+        throw entryFailure(entry, ...errorResponse(new HttpError(412, 'duplicate', message)));
+      }
+      entry.plan = found.length
+        ? { id: found[0].id, existing: found[0] }
+        : { id: service.repo.generateId(), create: true };
+      byCondition.set(condition, entry.plan.id);
+    } else {
+      entry.plan = { id: service.repo.generateId(), create: true };
+    }
+    if (entry.entry.fullUrl) mapping.set(entry.entry.fullUrl, `${entry.type}/${entry.plan.id}`);
+  }
+}
+
+function parseEntry(service, entry, index) {
+  const request = entry?.request;
+  const { method, url } = request ?? {};
+  const where = [`Bundle.entry[${index}].request`];
+  if (!METHODS.has(method) || typeof url !== 'string' || !url) {
+    throw new HttpError(400, 'invalid', `Bundle.entry[${index}] needs request.method and request.url`, where);
+  }
+  let relative = url.startsWith(`${service.publicBase}/`) ? url.slice(service.publicBase.length + 1) : url;
+  relative = relative.replace(/^\/+/, '');
+  if (/^[a-z][a-z0-9+.-]*:/i.test(relative)) {
+    throw new HttpError(400, 'invalid', `Bundle.entry[${index}].request.url ${url} is not on this server`, where);
+  }
+  const [pathPart, queryString = ''] = splitOnce(relative, '?');
+  const [type, id] = pathPart.split('/').filter(Boolean);
+  if (type && !type.startsWith('$') && !core.isResourceType(type)) {
+    throw new HttpError(404, 'not-found', `Bundle.entry[${index}]: unknown resource type "${type}"`, where);
+  }
+  if (['POST', 'PUT'].includes(method) && !entry.resource) {
+    throw new HttpError(400, 'invalid', `Bundle.entry[${index}] (${method} ${url}) has no resource`, [
+      `Bundle.entry[${index}]`,
+    ]);
+  }
+  const query = {};
+  for (const [name, value] of new URLSearchParams(queryString)) {
+    query[name] = name in query ? [query[name], value].flat() : value;
+  }
+  const headers = {};
+  if (request.ifNoneExist) headers['if-none-exist'] = request.ifNoneExist;
+  if (request.ifMatch) headers['if-match'] = request.ifMatch;
+  return {
+    index,
+    entry,
+    method,
+    url,
+    type,
+    id,
+    ifNoneExist: method === 'POST' ? request.ifNoneExist : undefined,
+    request: (body) => ({ method, path: `/${pathPart}`, query, body, headers }),
+  };
+}
+
+/** The error a transaction fails with: the entry's status and outcome, saying which entry. */
+function entryFailure(entry, status, outcome) {
+  const prefix = `Bundle.entry[${entry.index}] (${entry.method} ${entry.url}): `;
+  return HttpError.of(status, {
+    ...outcome,
+    issue: (outcome.issue ?? []).map((issue) => ({ ...issue, diagnostics: prefix + diagnosticsOf(issue) })),
+  });
+}
+
+function responseEntry(service, method, status, body) {
+  const response = { status: statusLine(status) };
+  if (status >= 400 || body?.resourceType === 'OperationOutcome') {
+    if (body) response.outcome = body;
+    return { response };
+  }
+  if (body?.id && body.meta?.versionId && body.resourceType !== 'Bundle') {
+    const { resourceType, id, meta } = body;
+    if (method !== 'GET' && method !== 'HEAD') response.location = `${resourceType}/${id}/_history/${meta.versionId}`;
+    response.etag = `W/"${meta.versionId}"`;
+    if (meta.lastUpdated) response.lastModified = meta.lastUpdated;
+    return { fullUrl: `${service.publicBase}/${resourceType}/${id}`, resource: body, response };
+  }
+  return body ? { resource: body, response } : { response };
 }
 
 function rewrite(value, mapping) {
@@ -111,24 +207,26 @@ function rewrite(value, mapping) {
   if (!value || typeof value !== 'object') return value;
   const copy = {};
   for (const [key, item] of Object.entries(value)) {
-    copy[key] = key === 'reference' && mapping.has(item) ? mapping.get(item) : rewrite(item, mapping);
+    copy[key] =
+      key === 'reference' && typeof item === 'string' && mapping.has(item) ? mapping.get(item) : rewrite(item, mapping);
   }
   return copy;
 }
 
-/** What a key held before the transaction touched it: enough to put it back. */
-function capture(repo, type, id) {
-  const resource = repo.resources.get(type)?.get(id);
-  const history = repo.history.get(type)?.get(id);
-  return { type, id, existed: resource !== undefined, resource, history: history && [...history] };
+/** The first `reference` still pointing at a urn:uuid: placeholder, with its path. */
+function unresolvedPlaceholder(value, path = value?.resourceType ?? '') {
+  if (!value || typeof value !== 'object') return undefined;
+  for (const [key, item] of Object.entries(value)) {
+    const here = Array.isArray(value) ? `${path}[${key}]` : `${path}.${key}`;
+    if (key === 'reference' && typeof item === 'string' && /^urn:(uuid|oid):/.test(item))
+      return { reference: item, path: here };
+    const found = unresolvedPlaceholder(item, here);
+    if (found) return found;
+  }
+  return undefined;
 }
 
-function restore(repo, { type, id, existed, resource, history }) {
-  if (!existed) {
-    repo.resources.get(type)?.delete(id);
-    repo.history.get(type)?.delete(id);
-    return;
-  }
-  repo.resources.get(type).set(id, resource);
-  repo.history.get(type).set(id, history);
+function splitOnce(text, separator) {
+  const at = text.indexOf(separator);
+  return at < 0 ? [text] : [text.slice(0, at), text.slice(at + 1)];
 }

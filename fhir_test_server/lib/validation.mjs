@@ -1,19 +1,140 @@
-// Every resource written is validated against the R4 StructureDefinitions, as HAPI does.
-import { core } from './medplum.mjs';
-import { HttpError } from './outcomes.mjs';
+// Every resource written is validated against the R4 StructureDefinitions, as HAPI does; codes of
+// elements with a required binding (Patient.gender, Task.status, ...) are checked against their
+// value sets too, as HAPI's parser checks its enumerations.
+import { core, definitions } from './medplum.mjs';
+import { HttpError, diagnosticsOf } from './outcomes.mjs';
 
+/** Throws HttpError 400 (issue code "structure" or "invalid") unless `resource` is a valid `expectedType`. */
 export function validate(resource, expectedType) {
+  checkShape(resource, expectedType);
+  validateContent(resource);
+}
+
+/** The cheap part: a JSON object of the expected resource type. */
+export function checkShape(resource, expectedType) {
   if (!resource || typeof resource !== 'object' || Array.isArray(resource)) {
-    throw new HttpError(400, 'structure', 'the body must be a FHIR resource');
+    throw new HttpError(400, 'structure', 'the body must be a FHIR resource (a JSON object)');
   }
   if (expectedType && resource.resourceType !== expectedType) {
-    throw new HttpError(400, 'invalid', `expected a ${expectedType}, got ${resource.resourceType}`);
+    throw new HttpError(
+      400,
+      'invalid',
+      `expected a ${expectedType}, got ${resource.resourceType ?? 'no resourceType'}`,
+      ['resourceType'],
+    );
   }
+}
+
+function validateContent(resource) {
+  const tokens = {};
+  let issues;
   try {
-    core.validateResource(resource);
+    issues = core.validateResource(resource, { collect: { tokens } });
   } catch (error) {
-    const issue = error.outcome?.issue?.[0];
-    const text = issue?.details?.text ?? issue?.diagnostics ?? 'invalid resource';
-    throw new HttpError(400, issue?.code ?? 'invalid', text, issue?.expression);
+    const found = error?.outcome?.issue;
+    if (!found) throw error;
+    issues = found;
   }
+  issues = issues.filter((issue) => issue.severity === 'error' || issue.severity === 'fatal');
+  issues.push(...bindingIssues(tokens));
+  if (issues.length) {
+    throw HttpError.of(400, {
+      resourceType: 'OperationOutcome',
+      issue: issues.map((issue) => ({
+        severity: 'error',
+        code: issue.code === 'structure' ? 'structure' : 'invalid',
+        diagnostics: `${diagnosticsOf(issue)}${issue.expression?.length ? ` (${issue.expression.join(', ')})` : ''}`,
+        ...(issue.expression?.length ? { expression: issue.expression } : {}),
+      })),
+    });
+  }
+}
+
+/** Issues for `code` values outside the value set of their required binding. */
+function bindingIssues(tokens) {
+  const issues = [];
+  for (const [url, values] of Object.entries(tokens)) {
+    const codes = expansion(url.split('|')[0]);
+    if (!codes) continue; // not enumerable here (e.g. mime types, languages): not checked
+    for (const value of values) {
+      if (value.type === 'code' && typeof value.value === 'string' && !codes.has(value.value)) {
+        issues.push({
+          code: 'invalid',
+          diagnostics: `Unknown code "${value.value}": not in the required value set ${url}`,
+          expression: [value.path],
+        });
+      }
+    }
+  }
+  return issues;
+}
+
+let terminology;
+const expansions = new Map();
+
+/** The set of codes of a value set, or undefined when it cannot be enumerated from the definitions. */
+function expansion(url, seen = new Set()) {
+  if (expansions.has(url)) return expansions.get(url);
+  terminology ??= loadTerminology();
+  const valueSet = terminology.valueSets.get(url);
+  let codes;
+  if (valueSet?.compose && !seen.has(url)) {
+    seen.add(url);
+    codes = new Set();
+    for (const include of valueSet.compose.include ?? []) {
+      const part = includeCodes(include, seen);
+      if (!part) {
+        codes = undefined;
+        break;
+      }
+      for (const code of part) codes.add(code);
+    }
+    for (const exclude of codes ? (valueSet.compose.exclude ?? []) : []) {
+      const part = includeCodes(exclude, seen);
+      if (!part) {
+        codes = undefined;
+        break;
+      }
+      for (const code of part) codes.delete(code);
+    }
+  }
+  expansions.set(url, codes);
+  return codes;
+}
+
+function includeCodes(include, seen) {
+  if (include.filter?.length) return undefined;
+  const sets = [];
+  if (include.concept) {
+    sets.push(include.concept.map((concept) => concept.code));
+  } else if (include.system) {
+    const codeSystem = terminology.codeSystems.get(include.system);
+    if (codeSystem?.content !== 'complete' || !codeSystem.concept) return undefined;
+    sets.push(flatten(codeSystem.concept));
+  }
+  for (const url of include.valueSet ?? []) {
+    const codes = expansion(url.split('|')[0], seen);
+    if (!codes) return undefined;
+    sets.push([...codes]);
+  }
+  return sets.length ? sets.flat() : undefined;
+}
+
+const flatten = (concepts) => concepts.flatMap((concept) => [concept.code, ...flatten(concept.concept ?? [])]);
+
+function loadTerminology() {
+  const valueSets = new Map();
+  const codeSystems = new Map();
+  for (const file of ['fhir/r4/valuesets.json', 'fhir/r4/v3-codesystems.json']) {
+    for (const { resource } of definitions.readJson(file).entry ?? []) {
+      if (resource.resourceType === 'ValueSet') valueSets.set(resource.url, resource);
+      if (resource.resourceType === 'CodeSystem') codeSystems.set(resource.url, resource);
+    }
+  }
+  return { valueSets, codeSystems };
+}
+
+/** Load the terminology now rather than on the first write (keeps the first request fast). */
+export function preloadTerminology() {
+  terminology ??= loadTerminology();
 }
