@@ -155,17 +155,22 @@ def decision_entry(decision: CardDecision) -> dict:
 def recent_override_rules(
     connection: Connection, service_id: str, patient_id: str, user_id: str, since: datetime
 ) -> set[str]:
-    """Rules whose cards this clinician overrode for this patient since ``since`` (alert fatigue)."""
+    """Rules whose cards this clinician overrode for this patient since ``since`` (alert fatigue).
+
+    Starts from the few recent overrides (indexed by time), never from the patient's whole history,
+    so the cost on the hook path does not grow with the number of cards a patient has had.
+    """
+    recent = select(CardDecision.card_uuid).where(
+        CardDecision.received_at >= since, CardDecision.outcome == "overridden"
+    )
     query = (
         select(IssuedCard.rule_id)
-        .join(CardDecision, CardDecision.card_uuid == IssuedCard.uuid)
         .join(CardSet, CardSet.id == IssuedCard.card_set_id)
         .where(
+            IssuedCard.uuid.in_(recent.scalar_subquery()),
             CardSet.service_id == service_id,
             CardSet.patient_id == patient_id,
             CardSet.user_id == user_id,
-            CardDecision.outcome == "overridden",
-            CardDecision.received_at >= since,
         )
     )
     return set(connection.execute(query).scalars())

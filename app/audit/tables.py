@@ -71,4 +71,4 @@ class CardDecision(SQLModel, table=True):
     override_display: str | None = None
     user_comment: str | None = None
     outcome_timestamp: datetime = Field(sa_column=_timestamp())
-    received_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    received_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp(index=True))
