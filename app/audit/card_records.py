@@ -160,14 +160,22 @@ def recent_override_rules(
     Starts from the few recent overrides (indexed by time), never from the patient's whole history,
     so the cost on the hook path does not grow with the number of cards a patient has had.
     """
-    recent = select(CardDecision.card_uuid).where(
-        CardDecision.received_at >= since, CardDecision.outcome == "overridden"
+    recent = (
+        connection.execute(
+            select(CardDecision.card_uuid).where(
+                CardDecision.received_at >= since, CardDecision.outcome == "overridden"
+            )
+        )
+        .scalars()
+        .all()
     )
+    if not recent:
+        return set()
     query = (
         select(IssuedCard.rule_id)
         .join(CardSet, CardSet.id == IssuedCard.card_set_id)
         .where(
-            IssuedCard.uuid.in_(recent.scalar_subquery()),
+            IssuedCard.uuid.in_(recent),
             CardSet.service_id == service_id,
             CardSet.patient_id == patient_id,
             CardSet.user_id == user_id,
