@@ -116,6 +116,7 @@ def _report_header(workers: int) -> list[str]:
         "Countersign requests carry an RS384 JWT (verified, `jti` stored), a realistic order-sign body "
         "(Patient, 16 Conditions, 8 active MedicationRequests, 40 Observations, 2 draft orders) and are "
         "recorded durably in SQLite (WAL) before the response.",
+        "What the figures mean and what is left to do: `docs/PERFORMANCE-ANALYSIS.md`.",
         "",
     ]
 
