@@ -85,6 +85,17 @@ class TokenEndpoint:
         self.server.server_close()
 
 
+def writeback(fhir: FhirTestServer, endpoint: TokenEndpoint, key_path) -> WriteBackServer:
+    return WriteBackServer(
+        base_url=fhir.base_url,
+        auth="backend-services",
+        client_id=CLIENT_ID,
+        token_url=endpoint.url,
+        private_key_path=key_path,
+        kid="wb-key-1",
+    )
+
+
 @pytest.fixture
 def private_key(tmp_path):
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -102,15 +113,7 @@ def test_write_back_uses_one_backend_services_token_for_many_messages(make_app, 
     endpoint = TokenEndpoint(key.public_key())
     try:
         with FhirTestServer(require_bearer=ISSUED_TOKEN) as fhir:
-            server = WriteBackServer(
-                base_url=fhir.base_url,
-                auth="backend-services",
-                client_id=CLIENT_ID,
-                token_url=endpoint.url,
-                private_key_path=key_path,
-                kid="wb-key-1",
-            )
-            app = make_app(writeback_servers=[server], outbox_in_process=False)
+            app = make_app(writeback_servers=[writeback(fhir, endpoint, key_path)], outbox_in_process=False)
             client = app.test_client()
             for index in range(3):
                 body = order_sign_request(
@@ -142,15 +145,7 @@ def test_a_refused_assertion_keeps_messages_pending_for_retry(make_app, auth, pr
     )
     try:
         with FhirTestServer(require_bearer=ISSUED_TOKEN) as fhir:
-            server = WriteBackServer(
-                base_url=fhir.base_url,
-                auth="backend-services",
-                client_id=CLIENT_ID,
-                token_url=endpoint.url,
-                private_key_path=wrong_key,
-                kid="wb-key-1",
-            )
-            app = make_app(writeback_servers=[server], outbox_in_process=False)
+            app = make_app(writeback_servers=[writeback(fhir, endpoint, wrong_key)], outbox_in_process=False)
             body = order_sign_request([medication_request("d1")], full_prefetch(), fhirServer=fhir.base_url)
             app.test_client().post(SERVICE, json=body, headers=auth(SERVICE))
             app.extensions[WORKER_KEY].run_once()
