@@ -27,7 +27,7 @@ def _summary(card: ModelCard, status: str) -> dict:
         "status": status,
         "kind": card.kind,
         "intendedUse": card.intended_use,
-        "modelCard": f"{current_app.config['COUNTERSIGN'].base_url}/app/models/{card.id}",
+        "modelCard": card.page_url(current_app.config["COUNTERSIGN"].base_url),
     }
 
 

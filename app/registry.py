@@ -59,6 +59,10 @@ class ModelCard(BaseModel):
     def label(self) -> str:
         return f"{self.name} {self.version}"
 
+    def page_url(self, base_url: str) -> str:
+        """The model card page that cards, Devices and the API link to."""
+        return f"{base_url}/app/models/{self.id}"
+
 
 def load_model_cards(directory: Path = CARDS_DIRECTORY) -> dict[str, ModelCard]:
     """Every card in ``directory`` by model id; the one with status ``active`` wins per id."""

@@ -46,7 +46,7 @@ class GovernedService:
 
 def card_source(model: ModelCard, base_url: str, topic_code: str, topic_display: str) -> CardSource:
     """Cards name the exact model version and link to its model card (transparency)."""
-    return CardSource(model.label, f"{base_url}/app/models/{model.id}", topic_code, topic_display)
+    return CardSource(model.label, model.page_url(base_url), topic_code, topic_display)
 
 
 def build_catalogue(models: dict[str, ModelCard], base_url: str) -> dict[str, GovernedService]:

@@ -44,8 +44,6 @@ class CardSetFacts:
     user_id: str
     device_ref: str
     model_version: str
-    model_label: str
-    model_card_url: str
     issued_at: datetime
     input_refs: tuple[str, ...]
     cards: tuple[dict, ...]

@@ -99,7 +99,8 @@ def test_redelivery_of_every_message_creates_no_duplicate(wb_app, auth, fhir_ser
     worker = wb_app.extensions[WORKER_KEY]
     drain(worker)
     for message in messages(wb_app):
-        worker.deliverer.deliver(message.kind, message.record_id, worker.writers[message.target])
+        writer = worker.writers[message.target]
+        writer.transaction(worker.deliverer.build(message.kind, message.record_id, writer).as_fhir())
     assert len(search(fhir_server, "Task", patient=patient_id)) == 1
     assert len(search(fhir_server, "Provenance", entity=f"Patient/{patient_id}")) == 3
     assert len(search(fhir_server, "AuditEvent", patient=patient_id)) == 3

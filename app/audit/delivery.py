@@ -75,14 +75,11 @@ class TransactionBundle:
 
 @dataclass(frozen=True)
 class Deliverer:
-    """Builds and writes the Bundle for a message; raises DeliveryError when it cannot."""
+    """Builds the Bundle for a message; raises DeliveryError when it cannot."""
 
     engine: Engine
     models: dict[str, ModelCard]
     base_url: str
-
-    def deliver(self, kind: str, record_id: int, writer: FhirWriter) -> None:
-        writer.transaction(self.build(kind, record_id, writer).as_fhir())
 
     def build(self, kind: str, record_id: int, writer: FhirWriter) -> TransactionBundle:
         """The message's Bundle; a record that cannot become valid FHIR is a permanent failure."""
@@ -103,7 +100,7 @@ class Deliverer:
         """The model version's AI-Device, created once on the server and referenced from the Bundle."""
         model = self.models[model_id]
         key = f"{model.id}-{version}"
-        device = ai_device(key, model.name, version, f"{self.base_url}/app/models/{model.id}")
+        device = ai_device(key, model.name, version, model.page_url(self.base_url))
         identifier = model_identifier(key)
         return bundle.add(device, f"device.{key}", f"identifier={identifier['system']}|{key}")
 
@@ -121,19 +118,12 @@ class Deliverer:
             reason=change.reason,
             changed_at=change.changed_at,
         )
-        bundle.add(
-            change_control_audit_event(facts),
-            f"model-change.{change_id}.{change.changed_at.isoformat()}.audit-event",
-        )
-        bundle.add(
-            change_provenance(facts), f"model-change.{change_id}.{change.changed_at.isoformat()}.provenance"
-        )
+        key = f"model-change.{change_id}.{change.changed_at.isoformat()}"
+        bundle.add(change_control_audit_event(facts), f"{key}.audit-event")
+        bundle.add(change_provenance(facts), f"{key}.provenance")
         return bundle
 
     def _facts(self, session: Session, card_set: CardSet, bundle: TransactionBundle) -> CardSetFacts:
-        model = self.models[card_set.model_id]
-        model_card_url = f"{self.base_url}/app/models/{model.id}"
-        key = f"{model.id}-{card_set.model_version}"
         device_ref = self._device(bundle, card_set.model_id, card_set.model_version)
         cards = session.exec(select(IssuedCard).where(IssuedCard.card_set_id == card_set.id)).all()
         return CardSetFacts(
@@ -145,9 +135,7 @@ class Deliverer:
             encounter_id=card_set.encounter_id,
             user_id=card_set.user_id,
             device_ref=device_ref,
-            model_version=key,
-            model_label=f"{model.name} {card_set.model_version}",
-            model_card_url=model_card_url,
+            model_version=f"{card_set.model_id}-{card_set.model_version}",
             issued_at=card_set.created_at,
             input_refs=tuple(card_set.input_refs),
             cards=tuple(sorted((c.card for c in cards), key=lambda card: card["uuid"])),
