@@ -10,13 +10,25 @@ milliseconds. Card text is built from the knowledge base only, never from free t
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from app.engines.base import PatientData
+from app.engines.fhir_json import (
+    RXNORM,
+    LabResult,
+    aware,
+    codings,
+    concept_text,
+    lab_results,
+    medication_concept,
+    medication_index,
+    reference,
+    status_code,
+    word_pattern,
+)
 from app.engines.knowledge_schema import (
     AllergyGroup,
     CitedRule,
@@ -39,10 +51,7 @@ from cds_hooks.advice import (
 
 __all__ = ["MedicationSafetyEngine", "daily_dose_mg", "latest_egfr", "load_medication_knowledge"]
 
-RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
-LOINC = "http://loinc.org"
 EGFR_LOINC = frozenset({"33914-3", "48642-3", "48643-1", "62238-1", "98979-8", "69405-9"})
-VOID_STATUSES = frozenset({"entered-in-error", "cancelled"})
 SEVERITY = {"critical": 0, "warning": 1, "info": 2}
 Rule = TypeVar("Rule", Interaction, DuplicateClass)
 
@@ -80,17 +89,6 @@ class Medication:
 
 
 @dataclass(frozen=True)
-class Egfr:
-    reference: str
-    value: float
-    when: datetime
-
-    @property
-    def day(self) -> str:
-        return self.when.date().isoformat()
-
-
-@dataclass(frozen=True)
 class AllergyMatch:
     """A current allergy that conflicts with an order, and the rule that says so."""
 
@@ -120,15 +118,15 @@ class MedicationSafetyEngine:
         self._ingredient_by_code = {
             code: name for name, drug in knowledge.drugs.items() for code in drug.rxnorm
         }
-        self._ingredient_words = _word_pattern(knowledge.drugs)
-        self._group_words = {group.id: _word_pattern(group.names) for group in knowledge.allergy_groups}
+        self._ingredient_words = word_pattern(knowledge.drugs)
+        self._group_words = {group.id: word_pattern(group.names) for group in knowledge.allergy_groups}
 
     def suggest(self, data: PatientData) -> AdviceSet:
         """Advice for the orders under review; ``inputs_used`` lists what the decision rested on."""
         medications = _medication_index(data)
         drafts = [r for r in data.draft_orders if r.get("resourceType") == "MedicationRequest"]
-        under_review = [r for r in drafts if not data.selections or _reference(r) in data.selections]
-        used = {_reference(r) for r in under_review}
+        under_review = [r for r in drafts if not data.selections or reference(r) in data.selections]
+        used = {reference(r) for r in under_review}
         reviewed = self._recognise_all(under_review, medications, is_draft=True)
         if not reviewed:
             return AdviceSet(inputs_used=tuple(sorted(used)))
@@ -139,7 +137,7 @@ class MedicationSafetyEngine:
             *self._recognise_all(active, medications, is_draft=False),
         ]
         allergies = [a for a in data.of_type("AllergyIntolerance") if _is_current_allergy(a)]
-        used |= {_reference(r) for r in (*drafts, *active, *allergies)}
+        used |= {reference(r) for r in (*drafts, *active, *allergies)}
         egfr = self._egfr_if_needed(reviewed, data)
         if egfr is not None:
             used.add(egfr.reference)
@@ -162,34 +160,34 @@ class MedicationSafetyEngine:
         return [m for m in recognised if m is not None]
 
     def _recognise(self, request: dict, medications: dict[str, dict], is_draft: bool) -> Medication | None:
-        concept = _medication_concept(request, medications)
+        concept = medication_concept(request, medications)
         if concept is None:
             return None
         ingredients = self._ingredients(concept)
         if not ingredients:
             return None
         classes = frozenset(c for name in ingredients for c in self.knowledge.drugs[name].classes)
-        return Medication(_reference(request), ingredients, classes, request, is_draft)
+        return Medication(reference(request), ingredients, classes, request, is_draft)
 
     def _ingredients(self, concept: dict) -> tuple[str, ...]:
         """Ingredients named by RxNorm code, then by whole-word name in the text and displays."""
         by_code = [
             self._ingredient_by_code[c["code"]]
-            for c in _codings(concept)
+            for c in codings(concept)
             if c.get("system") == RXNORM and c.get("code") in self._ingredient_by_code
         ]
-        by_name = [match.lower() for match in self._ingredient_words.findall(_concept_text(concept))]
+        by_name = [match.lower() for match in self._ingredient_words.findall(concept_text(concept))]
         return tuple(dict.fromkeys([*by_code, *by_name]))
 
     # Renal dose limits
 
-    def _egfr_if_needed(self, reviewed: list[Medication], data: PatientData) -> Egfr | None:
+    def _egfr_if_needed(self, reviewed: list[Medication], data: PatientData) -> LabResult | None:
         """Only read the labs when a renal rule could apply: the eGFR is then an input, else not."""
         if any(m.is_(rule) for m in reviewed for rule in self.knowledge.renal_rules):
             return latest_egfr(data.of_type("Observation"))
         return None
 
-    def _renal(self, reviewed: list[Medication], egfr: Egfr | None) -> Iterator[Advice]:
+    def _renal(self, reviewed: list[Medication], egfr: LabResult | None) -> Iterator[Advice]:
         if egfr is None:
             return
         for medication in reviewed:
@@ -204,8 +202,8 @@ class MedicationSafetyEngine:
             if rule is not None:
                 yield from self._renal_advice(rule, medication, egfr)
 
-    def _renal_advice(self, rule: RenalRule, medication: Medication, egfr: Egfr) -> Iterator[Advice]:
-        stale = _aware(self.clock()) - egfr.when > self._stale_after
+    def _renal_advice(self, rule: RenalRule, medication: Medication, egfr: LabResult) -> Iterator[Advice]:
+        stale = aware(self.clock()) - egfr.when > self._stale_after
         confidence, rationale = CONFIDENCE_RENAL, [rule.rationale]
         order_description = f"{medication.name} {medication.role}"
         if rule.action == "avoid":
@@ -298,20 +296,20 @@ class MedicationSafetyEngine:
                 return None
             rule, label = group, group.label
         return AllergyMatch(
-            _reference(allergy),
+            reference(allergy),
             rule,
             label,
             high=allergy.get("criticality") == "high",
-            confirmed=_status_code(allergy.get("verificationStatus")) == "confirmed",
+            confirmed=status_code(allergy.get("verificationStatus")) == "confirmed",
             same_ingredient=bool(same),
         )
 
     def _group_conflicts(self, group: AllergyGroup, concept: dict, medication: Medication) -> bool:
         if medication.classes.isdisjoint(group.conflicts_with_classes):
             return False
-        codes = {f"{c.get('system')}|{c.get('code')}" for c in _codings(concept)}
+        codes = {f"{c.get('system')}|{c.get('code')}" for c in codings(concept)}
         return not codes.isdisjoint(group.codes) or bool(
-            self._group_words[group.id].search(_concept_text(concept))
+            self._group_words[group.id].search(concept_text(concept))
         )
 
     def _allergy_advice(self, medication: Medication, matches: list[AllergyMatch]) -> Advice:
@@ -379,7 +377,7 @@ def _pairs(
 ) -> Iterator[tuple[Rule, Medication, list[Medication]]]:
     """Each rule's partners of each reviewed order; a pair of two new orders is reported once."""
     reviewed_refs = {m.reference for m in reviewed}
-    candidates = _unique_by_reference(others)
+    candidates = _unique_byreference(others)
     for rule in rules:
         reported: set[tuple[str, str]] = set()
         for medication in reviewed:
@@ -406,7 +404,7 @@ def _same_class(rule: DuplicateClass, medication: Medication, other: Medication,
     return rule.drug_class in medication.classes and rule.drug_class in other.classes
 
 
-def _unique_by_reference(medications: list[Medication]) -> list[Medication]:
+def _unique_byreference(medications: list[Medication]) -> list[Medication]:
     """An order both in the draft bundle and in the prefetch counts once, as the draft."""
     first_seen: dict[str, Medication] = {}
     for medication in medications:
@@ -453,123 +451,19 @@ def _reduce(medication: Medication, rule: RenalRule) -> ProposedSuggestion:
 
 def _medication_index(data: PatientData) -> dict[str, dict]:
     """Medication resources a ``medicationReference`` may point at, by "Medication/id"."""
-    found = [
-        *data.of_type("Medication"),
-        *(r for r in data.draft_orders if r.get("resourceType") == "Medication"),
-    ]
-    return {_reference(m): m for m in found}
+    return medication_index((*data.of_type("Medication"), *data.draft_orders))
 
 
-def _medication_concept(request: dict, medications: dict[str, dict]) -> dict | None:
-    """The drug's CodeableConcept, inline or behind a reference; None when it cannot be resolved."""
-    concept = request.get("medicationCodeableConcept")
-    if isinstance(concept, dict):
-        return concept
-    reference = (request.get("medicationReference") or {}).get("reference")
-    if not isinstance(reference, str):
-        return None
-    if reference.startswith("#"):
-        contained = [r for r in request.get("contained") or () if isinstance(r, dict)]
-        target = next((r for r in contained if r.get("id") == reference[1:]), None)
-    else:
-        target = medications.get("/".join(reference.split("/")[-2:]))
-    code = (target or {}).get("code")
-    return code if isinstance(code, dict) else None
-
-
-def latest_egfr(observations: list[dict]) -> Egfr | None:
-    """The most recent valid eGFR, in one pass; an older result never overrides a newer one."""
-    best: Egfr | None = None
-    for observation in observations:
-        if observation.get("status") in VOID_STATUSES or not _is_egfr(observation):
-            continue
-        value = _egfr_value(observation)
-        when = _observed_at(observation)
-        if value is not None and when is not None and (best is None or when > best.when):
-            best = Egfr(_reference(observation), value, when)
-    return best
-
-
-def _is_egfr(observation: dict) -> bool:
-    """Called for every prefetched observation, so a plain loop rather than the generic helpers."""
-    code = observation.get("code")
-    codings = code.get("coding") if isinstance(code, dict) else None
-    for coding in codings if isinstance(codings, list) else ():
-        if (
-            isinstance(coding, dict)
-            and coding.get("code") in EGFR_LOINC
-            and coding.get("system", LOINC) == LOINC
-        ):
-            return True
-    return False
-
-
-def _egfr_value(observation: dict) -> float | None:
-    """The value in mL/min(/1.73m2); a result in any other unit is not used."""
-    quantity = observation.get("valueQuantity") or {}
-    value = quantity.get("value")
-    unit = str(quantity.get("code") or quantity.get("unit") or "ml/min").lower().replace(" ", "")
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        return None
-    return float(value) if unit.startswith("ml/min") else None
-
-
-def _observed_at(observation: dict) -> datetime | None:
-    period = observation.get("effectivePeriod") or {}
-    raw = (
-        observation.get("effectiveDateTime")
-        or observation.get("effectiveInstant")
-        or period.get("end")
-        or period.get("start")
-        or observation.get("issued")
-    )
-    return _parse_datetime(raw)
-
-
-def _parse_datetime(raw: object) -> datetime | None:
-    """A FHIR date or dateTime (year and month precision included), as an aware datetime."""
-    if not isinstance(raw, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(raw + {4: "-01-01", 7: "-01"}.get(len(raw), ""))
-    except ValueError:
-        return None
-    return _aware(parsed)
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+def latest_egfr(observations: list[dict]) -> LabResult | None:
+    """The most recent valid eGFR in mL/min(/1.73m2); a result in any other unit is not used."""
+    results = lab_results(observations, EGFR_LOINC, ("ml/min",))
+    return results[-1] if results else None
 
 
 def _is_current_allergy(allergy: dict) -> bool:
-    clinical = _status_code(allergy.get("clinicalStatus"))
-    verification = _status_code(allergy.get("verificationStatus"))
+    clinical = status_code(allergy.get("clinicalStatus"))
+    verification = status_code(allergy.get("verificationStatus"))
     return clinical in (None, "active") and verification not in ("refuted", "entered-in-error")
-
-
-def _status_code(concept: object) -> str | None:
-    codings = _codings(concept)
-    return codings[0].get("code") if codings else None
-
-
-def _codings(concept: object) -> list[dict]:
-    codings = concept.get("coding") if isinstance(concept, dict) else None
-    return [c for c in codings if isinstance(c, dict)] if isinstance(codings, list) else []
-
-
-def _concept_text(concept: dict) -> str:
-    texts = [concept.get("text"), *(c.get("display") for c in _codings(concept))]
-    return " ".join(t for t in texts if isinstance(t, str))
-
-
-def _word_pattern(names: Iterable[str]) -> re.Pattern[str]:
-    """Whole words (a plural "s" allowed), longest first, case-insensitive."""
-    alternatives = "|".join(re.escape(name) for name in sorted(names, key=len, reverse=True))
-    return re.compile(rf"\b({alternatives})s?\b", re.IGNORECASE)
-
-
-def _reference(resource: dict) -> str:
-    return f"{resource.get('resourceType')}/{resource.get('id')}"
 
 
 # Doses
@@ -630,7 +524,7 @@ def _times_per_day(timing: dict) -> float | None:
             return frequency * PERIODS_PER_DAY[repeat["periodUnit"]] / period
         return None
     return next(
-        (TIMES_PER_DAY[c["code"]] for c in _codings(timing.get("code")) if c.get("code") in TIMES_PER_DAY),
+        (TIMES_PER_DAY[c["code"]] for c in codings(timing.get("code")) if c.get("code") in TIMES_PER_DAY),
         None,
     )
 

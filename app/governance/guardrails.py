@@ -18,6 +18,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
 from app.engines.base import PatientData
+from app.engines.fhir_json import age_in_years
 from app.registry import Policy
 from cds_hooks.advice import Advice, AdviceSet
 
@@ -40,7 +41,7 @@ def applicability(policy: Policy, hook: str, data: PatientData, today: date) -> 
         return f"hook {hook} is not in the intended use"
     if policy.min_age_years is None and policy.max_age_years is None:
         return None
-    age = _age(data.patient, today)
+    age = age_in_years(data.patient, today)
     if age is None:
         return "age unknown; the intended use has an age range"
     if policy.min_age_years is not None and age < policy.min_age_years:
@@ -111,14 +112,3 @@ def _valid(resource: dict) -> bool:
 def _input_references(data: PatientData) -> set[str]:
     every = (*data.resources, *data.draft_orders)
     return {f"{r.get('resourceType')}/{r.get('id')}" for r in every} | {f"Patient/{data.patient_id}"}
-
-
-def _age(patient: dict | None, today: date) -> int | None:
-    birth = (patient or {}).get("birthDate")
-    try:
-        born = date.fromisoformat(birth[:10]) if isinstance(birth, str) and len(birth) >= 10 else None
-    except ValueError:
-        return None
-    if born is None:
-        return None
-    return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
