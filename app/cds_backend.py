@@ -18,7 +18,8 @@ from app.audit.card_records import (
 from app.audit.delivery import CARD_SET, DECISION
 from app.db import retrying, transaction, utcnow
 from app.engines.base import PatientData
-from app.governance.guardrails import GovernedAdvice, applicability, apply_guardrails
+from app.governance.applicability import outside_intended_use
+from app.governance.guardrails import GovernedAdvice, apply_guardrails
 from app.governance.lifecycle import current_status
 from app.replay_guard import DatabaseReplayGuard
 from app.services import GovernedService
@@ -54,6 +55,7 @@ class GovernedBackend:
         data = PatientData(
             hook=call.request.hook,
             patient_id=call.context.patient_id,
+            encounter_id=call.context.encounter_id,
             resources=tuple(call.prefetch.resources()),
             draft_orders=call.context.draft_orders,
             selections=call.context.selections,
@@ -66,7 +68,7 @@ class GovernedBackend:
             )
         if status in ("paused", "retired"):
             return GovernedAdvice(disposition=status)
-        outside = applicability(policy, call.request.hook, data, utcnow().date())
+        outside = outside_intended_use(policy, call.request.hook, data)
         if outside is not None:
             event = {"guardrail": "applicability", "detail": outside}
             return GovernedAdvice(disposition="not-applicable", guardrail_events=(event,))

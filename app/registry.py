@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.governance.applicability import ApplicabilityRule
 from app.source_attributes import SourceAttributes
 from app.validated_files import load_validated
 
@@ -24,8 +25,7 @@ class Policy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     hooks: tuple[str, ...] = Field(min_length=1)
-    min_age_years: int | None = Field(default=None, ge=0)
-    max_age_years: int | None = Field(default=None, ge=0)
+    applicability: tuple[ApplicabilityRule, ...] = ()
     confidence_floor: float = Field(ge=0, le=1)
     confidence_threshold: float = Field(ge=0, le=1)
     max_cards: int = Field(ge=1)

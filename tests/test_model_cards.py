@@ -34,6 +34,16 @@ def test_a_card_missing_an_attribute_does_not_load_and_names_it(tmp_path):
         load_validated(broken, ModelCard)
 
 
+def test_a_card_with_a_broken_fhirpath_applicability_does_not_load_and_names_it(tmp_path):
+    source = CARDS_DIRECTORY / "medication-safety-1.0.0.yaml"
+    content = yaml.safe_load(source.read_text())
+    content["policy"]["applicability"][0]["fhirpath"] = "birthDate <= today( - 18 years"
+    broken = tmp_path / source.name
+    broken.write_text(yaml.safe_dump(content))
+    with pytest.raises(InvalidFile, match=r"policy\.applicability\.0\.fhirpath"):
+        load_validated(broken, ModelCard)
+
+
 def test_the_api_lists_models_and_shows_one_with_attributes_and_history(app, client):
     listed = client.get("/api/models").get_json()["models"]
     assert [(m["id"], m["status"]) for m in listed] == [("medication-safety", "active")]

@@ -16,6 +16,7 @@ class PatientData:
 
     hook: str
     patient_id: str
+    encounter_id: str | None = None
     resources: tuple[dict, ...] = ()
     draft_orders: tuple[dict, ...] = ()
     selections: tuple[str, ...] = ()
@@ -35,6 +36,12 @@ class PatientData:
     def patient(self) -> dict | None:
         patients = self.of_type("Patient")
         return patients[0] if patients else None
+
+    @property
+    def encounter(self) -> dict | None:
+        """The hook's encounter (``context.encounterId``), when it was prefetched."""
+        wanted = (self.encounter_id or "").removeprefix("Encounter/")
+        return next((e for e in self.of_type("Encounter") if e.get("id") == wanted), None)
 
 
 class Engine(Protocol):

@@ -12,13 +12,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date
 
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
 from app.engines.base import PatientData
-from app.engines.fhir_json import age_in_years
 from app.registry import Policy
 from cds_hooks.advice import Advice, AdviceSet
 
@@ -33,22 +31,6 @@ class GovernedAdvice(AdviceSet):
     """Advice after the guardrails, with what they removed and why (kept in the ledger)."""
 
     guardrail_events: tuple[dict, ...] = ()
-
-
-def applicability(policy: Policy, hook: str, data: PatientData, today: date) -> str | None:
-    """Why the patient or call is outside the model's intended use, or None when it applies."""
-    if hook not in policy.hooks:
-        return f"hook {hook} is not in the intended use"
-    if policy.min_age_years is None and policy.max_age_years is None:
-        return None
-    age = age_in_years(data.patient, today)
-    if age is None:
-        return "age unknown; the intended use has an age range"
-    if policy.min_age_years is not None and age < policy.min_age_years:
-        return f"age below {policy.min_age_years}"
-    if policy.max_age_years is not None and age > policy.max_age_years:
-        return f"age above {policy.max_age_years}"
-    return None
 
 
 def apply_guardrails(
