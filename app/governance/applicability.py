@@ -11,8 +11,12 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
 
+from antlr4 import CommonTokenStream, InputStream
+from antlr4.error.ErrorListener import ErrorListener
 from fhirpathpy import compile as compile_fhirpath
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
+from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.engines.base import PatientData
 
@@ -31,18 +35,34 @@ class ApplicabilityRule(BaseModel):
     fhirpath: str = Field(min_length=1)
     outside: str = Field(min_length=1)
 
-    @field_validator("fhirpath")
-    @classmethod
-    def _compiles(cls, expression: str) -> str:
+    @model_validator(mode="after")
+    def _compiles(self) -> ApplicabilityRule:
+        """Parse strictly (fhirpathpy itself recovers from syntax errors) and try it on an empty
+        resource, which catches unknown functions and wrong arity too."""
         try:
-            _compiled(expression)
-        except Exception as error:  # fhirpathpy raises parser-specific exceptions
-            raise ValueError(f"not a valid FHIRPath expression: {error}") from None
-        return expression
+            _check_syntax(self.fhirpath)
+            _compiled(self.fhirpath)({"resourceType": self.about})
+        except Exception as error:  # fhirpathpy raises plain Exception for evaluation errors
+            raise ValueError(f"fhirpath: not a valid FHIRPath expression ({error})") from None
+        return self
 
     def holds_for(self, resource: dict | None) -> bool:
         """True only when the expression evaluates to exactly ``true``; missing data fails closed."""
         return resource is not None and _compiled(self.fhirpath)(resource) == [True]
+
+
+class _RaiseOnSyntaxError(ErrorListener):
+    def syntaxError(self, recognizer, offendingSymbol, line, column, msg, e) -> None:
+        raise ValueError(f"column {column}: {msg}")
+
+
+def _check_syntax(expression: str) -> None:
+    lexer = FHIRPathLexer(InputStream(expression))
+    parser = FHIRPathParser(CommonTokenStream(lexer))
+    for recognizer in (lexer, parser):
+        recognizer.removeErrorListeners()
+        recognizer.addErrorListener(_RaiseOnSyntaxError())
+    parser.expression()
 
 
 @lru_cache(maxsize=256)
