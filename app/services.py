@@ -5,20 +5,29 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from app.engines.base import Engine
-from app.engines.medication_safety import MedicationSafetyEngine, load_medication_knowledge
+from app.engines.medication_safety import EGFR_LOINC, MedicationSafetyEngine, load_medication_knowledge
+from app.engines.problem_list_gaps import ProblemListGapsEngine
+from app.engines.problem_list_knowledge import load_problem_list_knowledge
 from app.registry import ModelCard
 from cds_hooks.advice import CardSource
 from cds_hooks.discovery import ServiceDescriptor
 
-EGFR_CODES = ",".join(
-    f"http://loinc.org|{code}" for code in ("33914-3", "48642-3", "48643-1", "62238-1", "98979-8", "69405-9")
-)
+HBA1C_LOINC = ("4548-4", "17856-6")
+EGFR_CODES = ",".join(f"http://loinc.org|{code}" for code in sorted(EGFR_LOINC))
+PROBLEM_LIST_LAB_CODES = ",".join(f"http://loinc.org|{code}" for code in (*HBA1C_LOINC, *sorted(EGFR_LOINC)))
 MEDICATION_SAFETY_PREFETCH = {
     "patient": "Patient/{{context.patientId}}",
     "medications": "MedicationRequest?patient={{context.patientId}}&status=active",
     "renalFunction": f"Observation?patient={{{{context.patientId}}}}&code={EGFR_CODES}&_sort=-date",
     "allergies": "AllergyIntolerance?patient={{context.patientId}}",
     "conditions": "Condition?patient={{context.patientId}}&clinical-status=active",
+}
+
+PROBLEM_LIST_GAPS_PREFETCH = {
+    "patient": "Patient/{{context.patientId}}",
+    "problems": "Condition?patient={{context.patientId}}",
+    "medications": "MedicationRequest?patient={{context.patientId}}&status=active",
+    "labs": f"Observation?patient={{{{context.patientId}}}}&code={PROBLEM_LIST_LAB_CODES}&_sort=-date",
 }
 
 
@@ -50,8 +59,13 @@ def card_source(model: ModelCard, base_url: str, topic_code: str, topic_display:
 
 
 def build_catalogue(models: dict[str, ModelCard], base_url: str) -> dict[str, GovernedService]:
+    services = (_medication_safety(models, base_url), _problem_list_gaps(models, base_url))
+    return {service.id: service for service in services}
+
+
+def _medication_safety(models: dict[str, ModelCard], base_url: str) -> GovernedService:
     model = models["medication-safety"]
-    medication_safety = GovernedService(
+    return GovernedService(
         id="medication-safety",
         hooks=("order-select", "order-sign"),
         title="AI medication safety review",
@@ -71,4 +85,27 @@ def build_catalogue(models: dict[str, ModelCard], base_url: str) -> dict[str, Go
             "AllergyIntolerance and Condition resources, by prefetch or fhirAuthorization."
         ),
     )
-    return {service.id: service for service in (medication_safety,)}
+
+
+def _problem_list_gaps(models: dict[str, ModelCard], base_url: str) -> GovernedService:
+    model = models["problem-list-gaps"]
+    return GovernedService(
+        id="problem-list-gaps",
+        hooks=("patient-view",),
+        title="AI problem list gaps",
+        description=(
+            "When a chart opens, names conditions the medications or laboratory results imply but the "
+            "problem list lacks (type 2 diabetes, hypothyroidism, chronic kidney disease), with the "
+            "evidence; a suggestion adds a provisional problem-list entry."
+        ),
+        model=model,
+        engine=ProblemListGapsEngine(
+            card_source(model, base_url, "problem-list-gaps", "AI problem list gaps"),
+            load_problem_list_knowledge(),
+        ),
+        prefetch=PROBLEM_LIST_GAPS_PREFETCH,
+        usage_requirements=(
+            "Needs read access to the patient's Patient, Condition, MedicationRequest and Observation "
+            "(HbA1c, eGFR) resources, by prefetch or fhirAuthorization."
+        ),
+    )

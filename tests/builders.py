@@ -127,3 +127,46 @@ def full_prefetch(egfr_value: float = 25, patient_id: str = PATIENT_ID) -> dict:
         "allergies": searchset([]),
         "conditions": searchset([]),
     }
+
+
+def lab(
+    loinc: str, value: float, unit: str, days_ago: int, obs_id: str, patient_id: str = PATIENT_ID
+) -> dict:
+    """A final laboratory result (HbA1c 4548-4 in %, eGFR 98979-8 in mL/min/1.73m2, ...)."""
+    return {
+        "resourceType": "Observation",
+        "id": obs_id,
+        "status": "final",
+        "code": {"coding": [{"system": LOINC, "code": loinc}]},
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "effectiveDateTime": (date.today() - timedelta(days=days_ago)).isoformat(),
+        "valueQuantity": {"value": value, "unit": unit},
+    }
+
+
+def condition(condition_id: str, system: str, code: str, *, verification: str = "confirmed") -> dict:
+    return {
+        "resourceType": "Condition",
+        "id": condition_id,
+        "clinicalStatus": {
+            "coding": [
+                {"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}
+            ]
+        },
+        "verificationStatus": {
+            "coding": [
+                {"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": verification}
+            ]
+        },
+        "code": {"coding": [{"system": system, "code": code}]},
+        "subject": {"reference": f"Patient/{PATIENT_ID}"},
+    }
+
+
+def patient_view_request(prefetch: dict, *, patient_id: str = PATIENT_ID) -> dict:
+    return {
+        "hook": "patient-view",
+        "hookInstance": str(uuid.uuid4()),
+        "context": {"userId": USER_ID, "patientId": patient_id},
+        "prefetch": prefetch,
+    }
