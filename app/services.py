@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from app.engines.base import Engine
+from app.engines.lace_knowledge import load_lace_knowledge
 from app.engines.medication_safety import EGFR_LOINC, MedicationSafetyEngine, load_medication_knowledge
 from app.engines.problem_list_gaps import ProblemListGapsEngine
 from app.engines.problem_list_knowledge import load_problem_list_knowledge
+from app.engines.readmission_lace import ReadmissionLaceEngine
 from app.registry import ModelCard
 from cds_hooks.advice import CardSource
 from cds_hooks.discovery import ServiceDescriptor
@@ -28,6 +30,13 @@ PROBLEM_LIST_GAPS_PREFETCH = {
     "problems": "Condition?patient={{context.patientId}}",
     "medications": "MedicationRequest?patient={{context.patientId}}&status=active",
     "labs": f"Observation?patient={{{{context.patientId}}}}&code={PROBLEM_LIST_LAB_CODES}&_sort=-date",
+}
+
+READMISSION_RISK_PREFETCH = {
+    "patient": "Patient/{{context.patientId}}",
+    "encounter": "Encounter/{{context.encounterId}}",
+    "encounters": "Encounter?patient={{context.patientId}}",
+    "conditions": "Condition?patient={{context.patientId}}",
 }
 
 
@@ -59,7 +68,11 @@ def card_source(model: ModelCard, base_url: str, topic_code: str, topic_display:
 
 
 def build_catalogue(models: dict[str, ModelCard], base_url: str) -> dict[str, GovernedService]:
-    services = (_medication_safety(models, base_url), _problem_list_gaps(models, base_url))
+    services = (
+        _medication_safety(models, base_url),
+        _problem_list_gaps(models, base_url),
+        _readmission_risk(models, base_url),
+    )
     return {service.id: service for service in services}
 
 
@@ -107,5 +120,28 @@ def _problem_list_gaps(models: dict[str, ModelCard], base_url: str) -> GovernedS
         usage_requirements=(
             "Needs read access to the patient's Patient, Condition, MedicationRequest and Observation "
             "(HbA1c, eGFR) resources, by prefetch or fhirAuthorization."
+        ),
+    )
+
+
+def _readmission_risk(models: dict[str, ModelCard], base_url: str) -> GovernedService:
+    model = models["readmission-risk"]
+    return GovernedService(
+        id="readmission-risk",
+        hooks=("encounter-discharge",),
+        title="AI readmission risk (LACE)",
+        description=(
+            "At discharge, computes the LACE index (length of stay, acuity, Charlson comorbidity, "
+            "emergency visits in 6 months); at 10 or more, proposes a follow-up visit within 7 days."
+        ),
+        model=model,
+        engine=ReadmissionLaceEngine(
+            card_source(model, base_url, "readmission-risk", "AI readmission risk"),
+            load_lace_knowledge(),
+        ),
+        prefetch=READMISSION_RISK_PREFETCH,
+        usage_requirements=(
+            "Needs read access to the patient's Patient, Encounter (the discharge and prior emergency "
+            "visits) and Condition resources, by prefetch or fhirAuthorization."
         ),
     )
