@@ -62,6 +62,8 @@ class Advice:
     rule_id: str = ""
     citation: str = ""
     extra: dict = field(default_factory=dict)
+    held_for_review: tuple[ProposedSuggestion, ...] = ()
+    """Proposals a clinician must review, edit and sign in the app; never sent to the EHR."""
 
 
 @dataclass(frozen=True)

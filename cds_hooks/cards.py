@@ -29,6 +29,7 @@ class RenderedCard:
 
     card: dict
     advice: Advice
+    held_for_review: tuple[dict, ...] = ()
 
     @property
     def uuid(self) -> str:
@@ -36,7 +37,7 @@ class RenderedCard:
 
     @property
     def suggestion_uuids(self) -> tuple[str, ...]:
-        return tuple(s["uuid"] for s in self.card.get("suggestions", ()))
+        return tuple(s["uuid"] for s in (*self.card.get("suggestions", ()), *self.held_for_review))
 
 
 def escape_markdown(text: str) -> str:
@@ -66,16 +67,20 @@ def render_card(advice: Advice, app_launch_url: str) -> RenderedCard:
         card["selectionBehavior"] = "at-most-one"
         card["suggestions"] = _suggestions(advice.suggestions)
     card["overrideReasons"] = [dict(reason) for reason in OVERRIDE_REASONS]
-    card["links"] = [
-        {
-            "label": "Review this AI suggestion in Countersign",
-            "url": app_launch_url,
-            "type": "smart",
-            "appContext": json.dumps({"card": card_uuid}),
-        }
-    ]
+    card["links"] = [_app_link(card_uuid, app_launch_url, review=bool(advice.held_for_review))]
     card["extension"] = {AI_EXTENSION: _ai_extension(advice)}
-    return RenderedCard(card=card, advice=advice)
+    held = tuple(_suggestions(advice.held_for_review))
+    return RenderedCard(card=card, advice=advice, held_for_review=held)
+
+
+def _app_link(card_uuid: str, app_launch_url: str, *, review: bool) -> dict:
+    """A SMART link to the card in Countersign; for held proposals, to the review-and-sign page."""
+    context: dict = {"card": card_uuid}
+    label = "Review this AI suggestion in Countersign"
+    if review:
+        context["review"] = True
+        label = "Review, edit and sign the AI draft in Countersign (nothing is written until you sign)"
+    return {"label": label, "url": app_launch_url, "type": "smart", "appContext": json.dumps(context)}
 
 
 def _source(advice: Advice) -> dict:
@@ -145,4 +150,6 @@ def _ai_extension(advice: Advice) -> dict:
         extension["evidence"] = [item.reference for item in advice.evidence]
     if advice.rule_id:
         extension["rule"] = advice.rule_id
+    if advice.held_for_review:
+        extension["reviewRequired"] = True
     return extension | advice.extra

@@ -50,10 +50,14 @@ def advice(
 
 @pytest.fixture
 def scripted(app, monkeypatch):
+    """Replace the engine (and, if asked, the policy's risk tier) of the medication-safety service."""
     catalogue = app.extensions["cds_hooks"].backend.catalogue
 
-    def use(items: list[Advice]) -> None:
+    def use(items: list[Advice], risk_tier: str | None = None) -> None:
         service = dataclasses.replace(catalogue["medication-safety"], engine=ScriptedEngine(items))
+        if risk_tier is not None:
+            policy = service.model.policy.model_copy(update={"risk_tier": risk_tier})
+            service = dataclasses.replace(service, model=service.model.model_copy(update={"policy": policy}))
         monkeypatch.setitem(catalogue, "medication-safety", service)
 
     return use
@@ -136,3 +140,60 @@ def test_proposed_resources_are_labelled_and_carry_the_suggestion_identifier(cli
         "identifier"
     ]
     assert any(label["code"] == "AIAST" for label in resource["meta"]["security"])
+
+
+def test_a_high_risk_model_never_sends_a_create_action_and_holds_it_for_signed_review(
+    app, client, auth, scripted
+):
+    note = {
+        "resourceType": "DocumentReference",
+        "status": "current",
+        "docStatus": "preliminary",
+        "subject": {"reference": "Patient/pat-renal-001"},
+        "content": [{"attachment": {"contentType": "text/markdown", "data": "IyBEcmFmdA=="}}],
+    }
+    draft = Advice(
+        summary="Discharge summary draft ready for review",
+        indicator="info",
+        rationale="Drafted from the encounter.",
+        confidence=0.9,
+        source=SOURCE,
+        evidence=(Evidence("MedicationRequest/d1", "the draft"),),
+        suggestions=(
+            ProposedSuggestion("File the summary", (ProposedAction("create", "File it", note),), True),
+        ),
+        rule_id="draft",
+    )
+    scripted([draft], risk_tier="high")
+    (card,) = sign(client, auth)
+    assert "suggestions" not in card
+    assert card["extension"]["health.countersign.ai"]["reviewRequired"] is True
+    (link,) = card["links"]
+    assert link["type"] == "smart"
+    assert json.loads(link["appContext"]) == {"card": card["uuid"], "review": True}
+    with app.extensions[DATABASE_KEY].connect() as connection:
+        held = connection.execute(
+            text("SELECT held_for_review FROM issued_card WHERE uuid = :uuid"), {"uuid": card["uuid"]}
+        ).scalar_one()
+    (suggestion,) = json.loads(held) if isinstance(held, str) else held
+    resource = suggestion["actions"][0]["resource"]
+    assert resource["resourceType"] == "DocumentReference"
+    assert any(label["code"] == "AIAST" for label in resource["meta"]["security"])
+    assert guardrail_events(app) == ["held-for-review"]
+
+
+def test_a_moderate_risk_model_sends_its_create_action_as_a_suggestion(client, auth, scripted):
+    condition = {"resourceType": "Condition", "subject": {"reference": "Patient/pat-renal-001"}}
+    created = Advice(
+        summary="Add a problem",
+        indicator="info",
+        rationale="Because.",
+        confidence=0.9,
+        source=SOURCE,
+        evidence=(Evidence("MedicationRequest/d1", "the draft"),),
+        suggestions=(ProposedSuggestion("Add", (ProposedAction("create", "Add it", condition),), True),),
+        rule_id="add",
+    )
+    scripted([created], risk_tier="moderate")
+    (card,) = sign(client, auth)
+    assert card["suggestions"][0]["actions"][0]["type"] == "create"

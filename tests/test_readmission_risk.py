@@ -65,7 +65,9 @@ def engine() -> ReadmissionLaceEngine:
 
 
 def data(*resources: dict) -> PatientData:
-    return PatientData("encounter-discharge", PATIENT_ID, "Encounter/index", (patient(), *resources))
+    return PatientData(
+        "encounter-discharge", PATIENT_ID, (patient(), *resources), encounter_id="Encounter/index"
+    )
 
 
 def test_every_component_is_scored_and_traced_to_its_resource():
@@ -119,7 +121,9 @@ def test_the_admissions_own_ed_stay_and_refuted_conditions_do_not_count():
 
 def test_without_the_discharge_encounter_there_is_no_score():
     assert (
-        engine().suggest(PatientData("encounter-discharge", PATIENT_ID, "Encounter/x", (patient(),))).advice
+        engine()
+        .suggest(PatientData("encounter-discharge", PATIENT_ID, (patient(),), encounter_id="x"))
+        .advice
         == ()
     )
 

@@ -63,6 +63,7 @@ def _issued_card(card_set_id: int, service_id: str, rendered: RenderedCard) -> d
         "suggestion_uuids": list(rendered.suggestion_uuids),
         "evidence_refs": [item.reference for item in rendered.advice.evidence],
         "card": rendered.card,
+        "held_for_review": list(rendered.held_for_review),
     }
 
 

@@ -54,6 +54,7 @@ class IssuedCard(SQLModel, table=True):
     suggestion_uuids: list[str] = Field(default_factory=list, sa_column=_json())
     evidence_refs: list[str] = Field(default_factory=list, sa_column=_json())
     card: dict = Field(default_factory=dict, sa_column=_json())
+    held_for_review: list[dict] = Field(default_factory=list, sa_column=_json())
 
 
 class CardDecision(SQLModel, table=True):

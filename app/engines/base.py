@@ -16,10 +16,10 @@ class PatientData:
 
     hook: str
     patient_id: str
-    encounter_id: str | None = None
     resources: tuple[dict, ...] = ()
     draft_orders: tuple[dict, ...] = ()
     selections: tuple[str, ...] = ()
+    encounter_id: str | None = None
 
     @cached_property
     def _by_type(self) -> dict[str, list[dict]]:

@@ -3,7 +3,8 @@
 Order matters and is fixed: the intended use decides whether the model runs at all; then each
 piece of advice must be grounded in the input, propose only valid FHIR, and clear the model's
 confidence floor; low-confidence advice is downgraded to a review prompt; a card the same
-clinician overrode for the same patient recently is not repeated; and the card count is capped.
+clinician overrode for the same patient recently is not repeated; the card count is capped; and
+for a high-risk model, proposals that create records are held for review and signature.
 Every piece of advice removed is kept as a guardrail event in the record.
 """
 
@@ -46,8 +47,12 @@ def apply_guardrails(
             continue
         kept.append(_downgraded(advice) if advice.confidence < policy.confidence_threshold else advice)
     events.extend({"guardrail": "max-cards", "rule": a.rule_id} for a in kept[policy.max_cards :])
+    kept = kept[: policy.max_cards]
+    if policy.risk_tier == "high":
+        kept = [_held_for_review(advice) for advice in kept]
+        events.extend({"guardrail": "held-for-review", "rule": a.rule_id} for a in kept if a.held_for_review)
     return GovernedAdvice(
-        advice=tuple(kept[: policy.max_cards]),
+        advice=tuple(kept),
         inputs_used=result.inputs_used,
         disposition=result.disposition,
         guardrail_events=tuple(events),
@@ -74,6 +79,16 @@ def _downgraded(advice: Advice) -> Advice:
         summary=f"Low confidence: {advice.summary}",
         rationale=advice.rationale + LOW_CONFIDENCE_NOTE,
     )
+
+
+def _held_for_review(advice: Advice) -> Advice:
+    """High-risk output never reaches the EHR as an action it could apply in one click: anything
+    that would create a record waits in Countersign until a clinician reviews, edits and signs it."""
+    creates = tuple(s for s in advice.suggestions if any(a.type == "create" for a in s.actions))
+    if not creates:
+        return advice
+    others = tuple(s for s in advice.suggestions if s not in creates)
+    return dataclasses.replace(advice, suggestions=others, held_for_review=creates)
 
 
 def _proposed_resources(advice: Advice) -> Iterable[dict]:
