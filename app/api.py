@@ -52,7 +52,8 @@ def model(model_id: str) -> Response:
     return jsonify(
         _summary(card, status)
         | {
-            "policy": card.policy.model_dump(),
+            "policy": card.policy.model_dump(mode="json"),
+            "measured": card.measured.model_dump(mode="json") if card.measured else None,
             "sourceAttributes": [
                 {"hti1": paragraph, "attribute": wording, "statement": text}
                 for paragraph, wording, text in attribute_rows(card)

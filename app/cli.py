@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from datetime import date
+from pathlib import Path
 
 import click
 from flask import current_app
@@ -13,11 +15,26 @@ from app.audit.ledger import verify_database
 from app.db import INSTANCE_DIR
 from app.demo import run_demo
 from app.demo_client import client_token, ensure_key
+from app.evaluation.card_file import measured_section, write_measured
+from app.evaluation.cohorts import DEFAULT_COHORT_SIZE, DEFAULT_SEED, GENERATORS, generate
+from app.evaluation.runner import evaluate
 from app.governance.change_control import AUTHORISED_ROLES, STATUS_AFTER, ChangeRefused, change_status
 from app.governance.lifecycle import current_status
 from app.migrate import upgrade
+from app.registry import CARDS_DIRECTORY, load_model_cards
 from app.wsgi_server import DEFAULT_THREADS, default_workers, serve
 from smart_launch.blueprint import MODEL_CARDS_KEY
+
+
+def run_evaluation(model_id: str, size: int, seed: int, cards_dir: Path) -> None:
+    path = cards_dir / f"{load_model_cards(cards_dir)[model_id].key}.yaml"
+    with click.progressbar(length=size, label=f"{model_id}: generating cohort") as bar:
+        cohort = generate(model_id, size, seed, bar.update)
+    with click.progressbar(length=size, label=f"{model_id}: evaluating") as bar:
+        evaluation = evaluate(model_id, cohort, bar.update)
+    command = f"countersign eval {model_id} --size {size} --seed {seed}"
+    card = write_measured(path, measured_section(cohort, evaluation, command, date.today()))
+    click.echo(f"{path}: {card.source_attributes.internal_validity}")
 
 
 @click.group(cls=FlaskGroup, create_app=create_app, add_version_option=False)
@@ -132,6 +149,33 @@ def _change_command(action: str, status: str) -> click.Command:
 
 for _action, _status in STATUS_AFTER.items():
     model_group.add_command(_change_command(_action, _status))
+
+
+@main.command("eval")
+@click.argument("models", nargs=-1)
+@click.option("--all", "every", is_flag=True, help="Evaluate every model that has a cohort.")
+@click.option("--size", default=DEFAULT_COHORT_SIZE, show_default=True, help="Synthetic patients.")
+@click.option("--seed", default=DEFAULT_SEED, show_default=True, help="Seed of the cohort generator.")
+@click.option(
+    "--cards-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=CARDS_DIRECTORY,
+    show_default=True,
+    help="Directory of the model card files to update.",
+)
+def eval_command(models: tuple[str, ...], every: bool, size: int, seed: int, cards_dir: Path) -> None:
+    """Evaluate MODELS on a labelled synthetic cohort and write the measured section of their cards.
+
+    Sensitivity, PPV and specificity per finding (and AUROC and calibration by score band for risk
+    scores), each with a 95 % interval, broken down by sex, age band, race and ethnicity. The card
+    records the cohort's hash, size, seed and date, so anyone can rerun the command and compare.
+    """
+    chosen = sorted(GENERATORS) if every else list(models)
+    unknown = sorted(set(chosen) - set(GENERATORS))
+    if not chosen or unknown:
+        raise click.UsageError(f"name models to evaluate (or --all); known: {', '.join(sorted(GENERATORS))}")
+    for model_id in chosen:
+        run_evaluation(model_id, size, seed, cards_dir)
 
 
 @main.group("audit")

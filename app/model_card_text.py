@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from app.evaluation.measures import Measure
 from app.registry import ModelCard
 from app.source_attributes import SourceAttributes, paragraphs
 
@@ -29,4 +30,36 @@ def model_card_markdown(card: ModelCard) -> str:
         "|---|---|---|",
     ]
     lines += [f"| {p} | {wording} | {text.replace('|', '/')} |" for p, wording, text in attribute_rows(card)]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _measured_lines(card)) + "\n"
+
+
+def figure(measure: Measure) -> str:
+    """A measure as people read it: value, 95 % interval, and the counts behind it."""
+    if measure.value is None:
+        return "not estimable (no cases)"
+    text = f"{measure.value:.2f}"
+    if measure.ci_low is not None:
+        text += f" ({measure.ci_low:.2f}-{measure.ci_high:.2f})"
+    if measure.numerator is not None:
+        text += f", {measure.numerator}/{measure.denominator}"
+    return text
+
+
+def _measured_lines(card: ModelCard) -> list[str]:
+    measured = card.measured
+    if measured is None:
+        return ["", "## Measured performance", "", "Not yet measured."]
+    lines = [
+        "",
+        "## Measured performance",
+        "",
+        f"`{measured.command}` on {measured.evaluated_on}: {measured.cohort_size} synthetic patients, "
+        f"dataset {measured.dataset} (sha256 {measured.dataset_sha256}).",
+        "",
+        "| scope | subgroup | measure | value (95 % CI), count |",
+        "|---|---|---|---|",
+    ]
+    for m in (*measured.measures, *measured.subgroups):
+        subgroup = "all" if m.variable == "all" else f"{m.variable}: {m.group}"
+        lines.append(f"| {m.scope} | {subgroup} | {m.measure} | {figure(m)} |")
+    return lines

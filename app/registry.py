@@ -6,11 +6,13 @@ the field named, instead of serving advice from an undocumented model.
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.evaluation.measures import CalibrationBand, Measure
 from app.governance.applicability import ApplicabilityRule
 from app.source_attributes import SourceAttributes
 from app.validated_files import load_validated
@@ -33,6 +35,22 @@ class Policy(BaseModel):
     risk_tier: Literal["low", "moderate", "high"] = "moderate"
 
 
+class MeasuredPerformance(BaseModel):
+    """Written only by ``countersign eval``: figures, the exact data they came from, and how to redo it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dataset: str = Field(min_length=1)
+    dataset_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    cohort_size: int = Field(gt=0)
+    seed: int
+    evaluated_on: date
+    command: str = Field(min_length=1)
+    measures: tuple[Measure, ...] = Field(min_length=1)
+    subgroups: tuple[Measure, ...] = ()
+    calibration: tuple[CalibrationBand, ...] = ()
+
+
 class ModelCard(BaseModel):
     """What a CMIO must know about one model version before it touches a patient."""
 
@@ -50,6 +68,7 @@ class ModelCard(BaseModel):
     knowledge_base: str | None = None
     policy: Policy
     source_attributes: SourceAttributes
+    measured: MeasuredPerformance | None = None
 
     @property
     def key(self) -> str:

@@ -1,0 +1,128 @@
+"""Run one model's engine over its cohort and compute the measures its card promises.
+
+The engine is evaluated on its own, with the clock fixed at the cohort's date, so the same seed
+always yields the same figures; the guardrails are governance, measured on the safety dashboard.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from app.engines.base import Engine
+from app.engines.lace_knowledge import load_lace_knowledge
+from app.engines.medication_safety import MedicationSafetyEngine, load_medication_knowledge
+from app.engines.problem_list_gaps import ProblemListGapsEngine
+from app.engines.problem_list_knowledge import load_problem_list_knowledge
+from app.engines.readmission_lace import ReadmissionLaceEngine
+from app.evaluation.cohorts import COHORT_DATE, Case, Cohort
+from app.evaluation.measures import CalibrationBand, Measure, auroc, calibration, classification
+from cds_hooks.advice import CardSource
+
+EVALUATION_SOURCE = CardSource("evaluation", "urn:countersign:evaluation", "evaluation", "Evaluation")
+DEMOGRAPHIC_VARIABLES = ("sex", "age_band", "race", "ethnicity")
+LACE_BANDS = ((0, 4), (5, 9), (10, 14), (15, 19))
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Everything ``countersign eval`` writes into a card's measured section."""
+
+    measures: tuple[Measure, ...]
+    subgroups: tuple[Measure, ...]
+    calibration: tuple[CalibrationBand, ...] = ()
+
+
+@dataclass(frozen=True)
+class Prediction:
+    case: Case
+    scopes: frozenset[str]
+    score: float | None = None
+
+
+def _medication_safety() -> tuple[Engine, Callable[[str], str]]:
+    knowledge = load_medication_knowledge()
+    renal = {rule.id for rule in knowledge.renal_rules}
+    interactions = {rule.id for rule in knowledge.interactions}
+
+    def scope(rule_id: str) -> str:
+        return "renal" if rule_id in renal else "interaction" if rule_id in interactions else rule_id
+
+    return MedicationSafetyEngine(EVALUATION_SOURCE, knowledge, clock=lambda: COHORT_DATE), scope
+
+
+def _problem_list_gaps() -> tuple[Engine, Callable[[str], str]]:
+    return ProblemListGapsEngine(EVALUATION_SOURCE, load_problem_list_knowledge()), str
+
+
+def _readmission_risk() -> tuple[Engine, Callable[[str], str]]:
+    engine = ReadmissionLaceEngine(EVALUATION_SOURCE, load_lace_knowledge(), clock=lambda: COHORT_DATE)
+    return engine, lambda _: "readmitted"
+
+
+ENGINES: dict[str, Callable[[], tuple[Engine, Callable[[str], str]]]] = {
+    "medication-safety": _medication_safety,
+    "problem-list-gaps": _problem_list_gaps,
+    "readmission-risk": _readmission_risk,
+}
+
+
+def evaluate(model_id: str, cohort: Cohort, progress: Callable[[int], None] = lambda _: None) -> Evaluation:
+    engine, scope_of = ENGINES[model_id]()
+    predictions = []
+    for case in cohort.cases:
+        result = engine.suggest(case.data)
+        score = engine.score(case.data).total if isinstance(engine, ReadmissionLaceEngine) else None
+        predictions.append(Prediction(case, frozenset(scope_of(a.rule_id) for a in result.advice), score))
+        progress(1)
+    return Evaluation(
+        measures=tuple(_measures(predictions)),
+        subgroups=tuple(_subgroups(predictions)),
+        calibration=tuple(_calibration(predictions)),
+    )
+
+
+def _measures(predictions: list[Prediction], **slice_: str) -> list[Measure]:
+    scopes = sorted({scope for p in predictions for scope in p.case.truth})
+    found = []
+    for scope in scopes:
+        relevant = [p for p in predictions if scope in p.case.truth]
+        found += classification(
+            scope, [scope in p.scopes for p in relevant], [p.case.truth[scope] for p in relevant], **slice_
+        )
+    if len(scopes) > 1:
+        found += classification(
+            "overall",
+            [bool(p.scopes) for p in predictions],
+            [any(p.case.truth.values()) for p in predictions],
+            **slice_,
+        )
+    scored = [p for p in predictions if p.score is not None]
+    if scored:
+        found.append(
+            auroc("score", [p.score for p in scored], [bool(p.case.outcome) for p in scored], **slice_)
+        )
+    return found
+
+
+def _subgroups(predictions: list[Prediction]) -> list[Measure]:
+    found = []
+    for variable in DEMOGRAPHIC_VARIABLES:
+        for group in sorted({p.case.demographics[variable] for p in predictions}):
+            members = [p for p in predictions if p.case.demographics[variable] == group]
+            found += [m for m in _measures(members, variable=variable, group=group) if _headline(m, members)]
+    return found
+
+
+def _headline(measure: Measure, members: list[Prediction]) -> bool:
+    """Per subgroup, the overall figures (or the only scope's) keep the fairness table readable."""
+    scopes = {scope for p in members for scope in p.case.truth}
+    wanted = "overall" if len(scopes) > 1 else next(iter(scopes), "")
+    return measure.scope in (wanted, "score") and measure.measure in ("sensitivity", "ppv", "auroc")
+
+
+def _calibration(predictions: list[Prediction]) -> list[CalibrationBand]:
+    scored = [p for p in predictions if p.score is not None]
+    if not scored:
+        return []
+    return calibration([p.score for p in scored], [bool(p.case.outcome) for p in scored], LACE_BANDS)
