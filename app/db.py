@@ -15,6 +15,8 @@ from sqlalchemy import Engine, event
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, create_engine
 
+from app.sqlite_writer import WriterLock, connection_factory
+
 DATABASE_KEY = "database"
 INSTANCE_DIR = Path(__file__).resolve().parent.parent / "instance"
 
@@ -41,7 +43,10 @@ def create_db_engine(url: str) -> Engine:
         database = url.split("///", 1)[-1]
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **JSON_CODEC)
+        connect_args: dict = {"check_same_thread": False, "timeout": 30}
+        if database and database != ":memory:":
+            connect_args["factory"] = connection_factory(WriterLock(Path(database)))
+        engine = create_engine(url, connect_args=connect_args, **JSON_CODEC)
         event.listen(engine, "connect", _sqlite_pragmas)
         start_checkpointer(engine)
         return engine

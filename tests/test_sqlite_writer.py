@@ -1,0 +1,54 @@
+"""The SQLite writer lock: one writer at a time across processes, released by commit or rollback."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from pathlib import Path
+
+from sqlalchemy import text
+
+from app.db import create_db_engine
+from app.sqlite_writer import WriterLock
+
+
+def hold_lock(database: str, seconds: float, ready) -> None:
+    lock = WriterLock(Path(database))
+    lock.acquire()
+    ready.set()
+    time.sleep(seconds)
+    lock.release()
+
+
+def test_a_writer_in_another_process_makes_us_wait_until_it_releases(tmp_path):
+    database = str(tmp_path / "db.sqlite")
+    ready = multiprocessing.get_context("fork").Event()
+    child = multiprocessing.get_context("fork").Process(target=hold_lock, args=(database, 0.5, ready))
+    child.start()
+    ready.wait(5)
+    started = time.monotonic()
+    lock = WriterLock(Path(database))
+    lock.acquire()
+    waited = time.monotonic() - started
+    lock.release()
+    child.join(5)
+    assert waited >= 0.3
+
+
+def test_the_lock_is_held_only_from_the_first_write_to_commit_or_rollback(tmp_path):
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE t (x INTEGER)"))
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+        raw = connection.connection.dbapi_connection
+        assert not raw.holds_lock
+        connection.execute(text("INSERT INTO t VALUES (1)"))
+        assert raw.holds_lock
+        connection.rollback()
+        assert not raw.holds_lock
+        connection.execute(text("INSERT INTO t VALUES (2)"))
+        connection.commit()
+        assert not raw.holds_lock
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT x FROM t")).scalars().all() == [2]
