@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import threading
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import click
@@ -12,7 +13,7 @@ from flask.cli import FlaskGroup, with_appcontext
 
 from app import DATABASE_KEY, WORKER_KEY, create_app
 from app.audit.ledger import verify_database
-from app.db import INSTANCE_DIR
+from app.db import INSTANCE_DIR, utcnow
 from app.demo import run_demo
 from app.demo_client import client_token, ensure_key
 from app.evaluation.card_file import measured_section, write_measured
@@ -22,6 +23,8 @@ from app.governance.change_control import AUTHORISED_ROLES, STATUS_AFTER, Change
 from app.governance.lifecycle import current_status
 from app.migrate import upgrade
 from app.registry import CARDS_DIRECTORY, load_model_cards
+from app.safety.dashboard import safety_summary
+from app.safety.events import CATEGORIES, SEVERITIES, ReportRefused, report_safety_event
 from app.wsgi_server import DEFAULT_THREADS, default_workers, serve
 from smart_launch.blueprint import MODEL_CARDS_KEY
 
@@ -149,6 +152,57 @@ def _change_command(action: str, status: str) -> click.Command:
 
 for _action, _status in STATUS_AFTER.items():
     model_group.add_command(_change_command(_action, _status))
+
+
+@main.group("safety")
+def safety_group() -> None:
+    """AI-associated safety events and the safety dashboard's figures."""
+
+
+@safety_group.command("report")
+@click.option("--card", "card_uuid", required=True, help="uuid of the card the event followed.")
+@click.option("--category", required=True, type=click.Choice(CATEGORIES), help="AdverseEvent category.")
+@click.option("--severity", required=True, type=click.Choice(SEVERITIES), help="AdverseEvent severity.")
+@click.option(
+    "--occurred", required=True, type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z"]), help="When, with zone."
+)
+@click.option("--reporter", required=True, help="FHIR reference of the reporter, e.g. Practitioner/rn-7.")
+@click.option("--description", required=True, help="What happened (kept in the record, never logged).")
+@with_appcontext
+def safety_report_command(
+    card_uuid: str, category: str, severity: str, occurred: datetime, reporter: str, description: str
+) -> None:
+    """Record a safety event against a card; written back to the EHR as an AdverseEvent."""
+    try:
+        event = report_safety_event(
+            current_app.extensions[DATABASE_KEY],
+            card_uuid=card_uuid,
+            category=category,
+            severity=severity,
+            description=description,
+            reporter=reporter,
+            occurred_at=occurred,
+            writeback_target=current_app.config["COUNTERSIGN"].writeback_target,
+        )
+    except ReportRefused as error:
+        raise click.ClickException(str(error)) from None
+    hours = (event.detected_at - event.card_shown_at).total_seconds() / 3600
+    click.echo(
+        f"safety event {event.id} recorded against {event.model_id}-{event.model_version}; "
+        f"detected {hours:.1f} h after the card was shown"
+    )
+
+
+@safety_group.command("summary")
+@click.option(
+    "--recent-days", default=7, show_default=True, help="Window compared with the baseline for drift."
+)
+@with_appcontext
+def safety_summary_command(recent_days: int) -> None:
+    """Print the safety dashboard's figures per model version as JSON."""
+    with current_app.extensions[DATABASE_KEY].connect() as connection:
+        figures = safety_summary(connection, utcnow(), recent_days)
+    click.echo(json.dumps([f.as_json() for f in figures], indent=2))
 
 
 @main.command("eval")

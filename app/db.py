@@ -37,6 +37,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(moment: datetime) -> datetime:
+    """A stored time as aware UTC: SQLite gives back naive values for what was stored in UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def create_db_engine(url: str) -> Engine:
     """An engine tuned for the backend: WAL and a busy timeout make SQLite safe for several workers."""
     if url.startswith("sqlite"):

@@ -19,6 +19,7 @@ from app.audit.fhir_writer import DeliveryError, FhirWriter
 from app.audit.tables import CardDecision, CardSet, IssuedCard
 from app.governance.lifecycle import ModelChange
 from app.registry import ModelCard
+from app.safety.events import SAFETY_EVENT, SafetyEvent
 from fhir_profiles.ai_output import CardSetFacts, ai_output_provenance, guidance_response, request_group
 from fhir_profiles.audit_events import (
     hook_call_audit_event,
@@ -34,6 +35,7 @@ from fhir_profiles.decisions import (
     override_task,
 )
 from fhir_profiles.device import ai_device, model_identifier
+from fhir_profiles.safety_report import SafetyReport, adverse_event
 from fhir_profiles.security_labels import URI_IDENTIFIER_SYSTEM
 
 CARD_SET, DECISION, MODEL_CHANGE = "card-set", "decision", "model-change"
@@ -89,6 +91,8 @@ class Deliverer:
                     bundle = self._card_set_bundle(session, record_id)
                 elif kind == DECISION:
                     bundle = self._decision_bundle(session, record_id, writer)
+                elif kind == SAFETY_EVENT:
+                    bundle = self._safety_event_bundle(session, record_id)
                 else:
                     bundle = self._model_change_bundle(session, record_id)
             except (ValidationError, KeyError, TypeError, ValueError) as error:
@@ -121,6 +125,24 @@ class Deliverer:
         key = f"model-change.{change_id}.{change.changed_at.isoformat()}"
         bundle.add(change_control_audit_event(facts), f"{key}.audit-event")
         bundle.add(change_provenance(facts), f"{key}.provenance")
+        return bundle
+
+    def _safety_event_bundle(self, session: Session, event_id: int) -> TransactionBundle:
+        bundle = TransactionBundle()
+        event = session.get(SafetyEvent, event_id)
+        report = SafetyReport(
+            patient_id=event.patient_id,
+            device_ref=self._device(bundle, event.model_id, event.model_version),
+            description=event.description,
+            category=event.category,
+            severity=event.severity,
+            occurred_at=event.occurred_at,
+            detected_at=event.detected_at,
+            recorded_at=event.detected_at,
+            recorder_ref=event.reporter,
+            encounter_id=event.encounter_id,
+        )
+        bundle.add(adverse_event(report), f"safety-event.{event_id}.{event.card_uuid}")
         return bundle
 
     def _facts(self, session: Session, card_set: CardSet, bundle: TransactionBundle) -> CardSetFacts:

@@ -5,16 +5,9 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
-from app import replay_guard
-from app.audit import ledger, outbox, tables
 from app.db import create_db_engine
+from app.migrations.table_modules import TABLE_MODULES  # noqa: F401  (registers every table)
 
-TABLE_MODULES = (
-    tables,
-    replay_guard,
-    ledger,
-    outbox,
-)  # importing them registers their tables on the metadata
 config = context.config
 target_metadata = SQLModel.metadata
 

@@ -1,0 +1,8 @@
+"""Every module that defines a table: importing this registers them all on ``SQLModel.metadata``."""
+
+from app import replay_guard
+from app.audit import ledger, outbox, tables
+from app.governance import lifecycle
+from app.safety import events
+
+TABLE_MODULES = (tables, replay_guard, ledger, outbox, lifecycle, events)
