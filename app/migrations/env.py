@@ -8,12 +8,14 @@ from sqlmodel import SQLModel
 from app import replay_guard
 from app.audit import ledger, outbox, tables
 from app.db import create_db_engine
+from smart_launch import store as smart_store
 
 TABLE_MODULES = (
     tables,
     replay_guard,
     ledger,
     outbox,
+    smart_store,
 )  # importing them registers their tables on the metadata
 config = context.config
 target_metadata = SQLModel.metadata
