@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from sqlalchemy import Connection, distinct, select
+from sqlalchemy import Connection, select
 
 from app.audit.ledger import LedgerEntry
 
@@ -20,7 +20,7 @@ class TrailFilter:
 
 
 def kinds(connection: Connection) -> list[str]:
-    return list(connection.execute(select(distinct(LedgerEntry.kind)).order_by(LedgerEntry.kind)).scalars())
+    return list(connection.execute(select(LedgerEntry.kind).distinct().order_by(LedgerEntry.kind)).scalars())
 
 
 def entries(connection: Connection, trail_filter: TrailFilter, limit: int = PAGE_SIZE) -> list[LedgerEntry]:
