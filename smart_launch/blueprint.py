@@ -6,6 +6,7 @@ never leak a URL in ``Referer``.
 
 from __future__ import annotations
 
+import logging
 from datetime import date
 
 from flask import Blueprint, Response, abort, current_app, g, render_template, request
@@ -27,6 +28,8 @@ launch.register(bp)
 
 
 def init_app(app, config: SmartConfig) -> None:
+    """Register the pages; Authlib logs verifiers and tokens at DEBUG, so its loggers stay at INFO."""
+    logging.getLogger("authlib").setLevel(max(logging.INFO, logging.getLogger("authlib").level))
     app.extensions[EXTENSION_KEY] = config
     app.register_blueprint(bp)
 
