@@ -104,7 +104,7 @@ def model_status(model_id: str) -> tuple[Response, int]:
             approver=session.fhir_user,
             role=session.role,
             reason=body["reason"],
-            writeback_target=current_app.config["COUNTERSIGN"].writeback_target(session.iss),
+            writeback_target=_writeback_target(session.iss),
         )
     except ChangeRefused as error:
         return _outcome(409, "business-rule", str(error))
@@ -120,6 +120,12 @@ def model_status(model_id: str) -> tuple[Response, int]:
             "at": change.changed_at.isoformat(),
         }
     ), 200
+
+
+def _writeback_target(iss: str | None) -> str | None:
+    """The EHR the user launched from if we write back to it, else the default write-back server."""
+    settings = current_app.config["COUNTERSIGN"]
+    return settings.writeback_target(iss) or settings.writeback_target(None)
 
 
 def _status_request_problem(body: object) -> tuple[str, str] | None:
