@@ -64,3 +64,18 @@ class MockEhr:
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         self.server.stop()
+
+
+def run_mock_ehr(fhir_upstream: str, redirect_uri: str, client_secret: str, port: int) -> None:
+    """Serve the mock EHR in the foreground (demo): one confidential client, one user per role."""
+    users = [
+        MockUser("clin-1", "Practitioner/clin-1", "Casey Clinician"),
+        MockUser("cmio-1", "Practitioner/cmio-1", "Morgan CMIO"),
+        MockUser("so-1", "PractitionerRole/so-1", "Sam Safety"),
+        MockUser("aud-1", "Practitioner/aud-1", "Alex Auditor"),
+    ]
+    with MockEhr(
+        fhir_upstream, [MockClient("countersign", [redirect_uri], client_secret)], users, port=port
+    ) as ehr:
+        print(f"mock EHR: iss {ehr.iss}; EHR page {ehr.state.public_url}/ehr?app=...&user=cmio-1", flush=True)
+        threading.Event().wait()
