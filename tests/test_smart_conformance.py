@@ -296,3 +296,18 @@ def test_logout_discards_the_server_side_tokens(smart_app, ehr):
     with smart_app.extensions[DATABASE_KEY].connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM smart_session")).scalar_one() == 0
     assert client.get("/app/").status_code == 401
+
+
+def test_c29_without_the_iframe_cookie_the_launch_continues_in_a_new_window_once(smart_app, ehr):
+    iframe, new_window, stranger = smart_app.test_client(), smart_app.test_client(), smart_app.test_client()
+    launched = iframe.get("/app/launch", query_string={"iss": ehr.iss, "launch": new_launch(ehr, "cmio-1")})
+    start = local(launched.headers["Location"])
+    blocked = new_window.get(start)  # the browser did not send the partitioned cookie back
+    page = blocked.get_data(as_text=True)
+    assert blocked.status_code == 200 and "Open Countersign in a new window" in page
+    link = re.search(r'href="([^"]+window=new[^"]*)"', page).group(1).replace("&amp;", "&")
+    moved = new_window.get(link)
+    assert moved.status_code == 303 and "SameSite=Lax" in moved.headers["Set-Cookie"]
+    assert stranger.get(link).status_code == 400  # adopted once only
+    assert new_window.get(local(authorize_at_ehr(moved.headers["Location"]))).status_code == 303
+    assert new_window.get("/app/").status_code == 200
