@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 from flask import Flask
+from sqlalchemy import Engine
 
 import cds_hooks
 import smart_launch
@@ -40,13 +41,26 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions[MODEL_CARDS_KEY] = models
     backend = GovernedBackend(build_catalogue(models, settings.base_url), engine, settings)
     cds_hooks.init_app(app, _cds_hooks_config(settings, backend))
-    app.register_blueprint(smart_launch.bp)
+    smart_launch.init_app(app, _smart_config(settings, engine))
     app.register_blueprint(api.bp)
     worker = outbox_worker(settings, engine, models)
     app.extensions[WORKER_KEY] = worker
     if settings.outbox_in_process and settings.writeback_servers:
         worker.start_in_background()
     return app
+
+
+def _smart_config(settings: Settings, engine: Engine) -> smart_launch.SmartConfig:
+    return smart_launch.SmartConfig(
+        engine=engine,
+        ehrs=settings.smart_ehrs,
+        public_base_url=settings.base_url,
+        standalone_iss=settings.smart_standalone_iss,
+        allow_http_loopback=settings.smart_allow_http_loopback,
+        session_seconds=settings.smart_session_seconds,
+        timeout=settings.fhir_timeout_seconds,
+        discovery_cache_seconds=settings.smart_discovery_cache_seconds,
+    )
 
 
 def _cds_hooks_config(settings: Settings, backend: GovernedBackend) -> cds_hooks.CdsHooksConfig:

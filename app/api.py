@@ -1,18 +1,25 @@
-"""The JSON API the SMART app uses: model catalogue, one model with its card and version history."""
+"""The JSON API the SMART app uses: model catalogue, one model with its card and version history,
+and change control (a model's status), which goes through the governance core like the CLI."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, current_app, jsonify
+from flask import Blueprint, Response, abort, current_app, jsonify, request
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from app.db import DATABASE_KEY
+from app.governance.change_control import ChangeRefused, change_status
 from app.governance.lifecycle import ModelChange, current_status
 from app.model_card_text import attribute_rows
 from app.registry import ModelCard
+from fhir_profiles.operation_outcome import operation_outcome
 from smart_launch.blueprint import MODEL_CARDS_KEY
+from smart_launch.roles import GOVERNORS
+from smart_launch.session import current_session, require_role
 
 bp = Blueprint("api", __name__, url_prefix="/api")
+TARGET_STATUSES = ("active", "shadow", "paused", "retired")
+MAX_REASON = 2000
 
 
 def _engine() -> Engine:
@@ -72,3 +79,77 @@ def model(model_id: str) -> Response:
             ],
         }
     )
+
+
+@bp.post("/models/<model_id>/status")
+@require_role(*GOVERNORS, api=True)
+def model_status(model_id: str) -> tuple[Response, int]:
+    """Set a model version's status; the approver is the signed-in ``fhirUser``, never the body."""
+    card = current_app.extensions[MODEL_CARDS_KEY].get(model_id)
+    if card is None:
+        return _outcome(404, "not-found", f"no model {model_id!r}")
+    body = request.get_json(silent=True)
+    problem = _status_request_problem(body)
+    if problem:
+        return _outcome(400, "invalid", problem[1], problem[0])
+    session = current_session()
+    if session is None or not session.fhir_user or not session.role:
+        return _outcome(403, "forbidden", "the signed-in user is not a Practitioner with a role")
+    with _engine().connect() as connection:
+        previous = current_status(connection, card)
+    try:
+        change = change_status(
+            _engine(),
+            card,
+            _action(previous, body["status"]),
+            approver=session.fhir_user,
+            role=session.role,
+            reason=body["reason"],
+            writeback_target=_writeback_target(session.iss),
+        )
+    except ChangeRefused as error:
+        return _outcome(409, "business-rule", str(error))
+    return jsonify(
+        {
+            "id": card.id,
+            "version": card.version,
+            "from": change.previous_status,
+            "to": change.status,
+            "approver": change.approver,
+            "role": change.role,
+            "reason": change.reason,
+            "at": change.changed_at.isoformat(),
+        }
+    ), 200
+
+
+def _writeback_target(iss: str | None) -> str | None:
+    """The EHR the user launched from if we write back to it, else the default write-back server."""
+    settings = current_app.config["COUNTERSIGN"]
+    return settings.writeback_target(iss) or settings.writeback_target(None)
+
+
+def _status_request_problem(body: object) -> tuple[str, str] | None:
+    """(expression, diagnostics) of the first thing wrong with the request body, if any."""
+    if not isinstance(body, dict):
+        return "$", "the body must be a JSON object with status and reason"
+    if body.get("status") not in TARGET_STATUSES:
+        return "status", f"status must be one of {', '.join(TARGET_STATUSES)}"
+    reason = body.get("reason")
+    if not isinstance(reason, str) or not reason.strip():
+        return "reason", "a reason is required"
+    if len(reason) > MAX_REASON:
+        return "reason", f"the reason must be at most {MAX_REASON} characters"
+    return None
+
+
+def _action(previous: str, target: str) -> str:
+    """The change-control action that moves ``previous`` to ``target`` (active: resume or activate)."""
+    if target == "active":
+        return "resume" if previous == "paused" else "activate"
+    return {"shadow": "shadow", "paused": "pause", "retired": "retire"}[target]
+
+
+def _outcome(status: int, code: str, diagnostics: str, expression: str | None = None) -> tuple[Response, int]:
+    body = operation_outcome(code, diagnostics, expression=[expression] if expression else None)
+    return jsonify(body), status

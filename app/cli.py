@@ -22,6 +22,7 @@ from app.evaluation.runner import evaluate
 from app.governance.change_control import AUTHORISED_ROLES, STATUS_AFTER, ChangeRefused, change_status
 from app.governance.lifecycle import current_status
 from app.migrate import upgrade
+from app.mock_ehr_auth.runner import run_mock_ehr
 from app.registry import CARDS_DIRECTORY, load_model_cards
 from app.safety.dashboard import safety_summary
 from app.safety.events import CATEGORIES, SEVERITIES, ReportRefused, report_safety_event
@@ -77,6 +78,16 @@ def db_upgrade_command() -> None:
 def demo_command(host: str, port: int) -> None:
     """Run the product on embedded defaults: FHIR test server, database, trusted demo client."""
     run_demo(host, port)
+
+
+@main.command("mock-ehr")
+@click.option("--fhir-base", required=True, help="FHIR server the mock EHR fronts (the FHIR test server).")
+@click.option("--port", default=9000, show_default=True, help="Loopback port of the mock EHR.")
+@click.option("--redirect-uri", default="http://localhost:8000/app/callback", show_default=True)
+@click.option("--client-secret", envvar="COUNTERSIGN_MOCK_EHR_CLIENT_SECRET", required=True)
+def mock_ehr_command(fhir_base: str, port: int, redirect_uri: str, client_secret: str) -> None:
+    """Run the mock SMART EHR (authorization server + FHIR proxy) for the demo; never in production."""
+    run_mock_ehr(fhir_base, redirect_uri, client_secret, port)
 
 
 @main.command("client-token")

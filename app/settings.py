@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.audit.fhir_writer import WriteBackServer
 from cds_hooks.auth import TrustedClient
+from smart_launch.tenants import SmartEhr
 
 
 class Settings(BaseSettings):
@@ -43,6 +44,11 @@ class Settings(BaseSettings):
     outbox_lease_seconds: float = 60.0
     outbox_max_attempts: int = 8
     outbox_base_delay_seconds: float = 1.0
+    smart_ehrs: list[SmartEhr] = Field(default_factory=list)
+    smart_standalone_iss: str | None = None
+    smart_allow_http_loopback: bool = False
+    smart_session_seconds: int = 8 * 3600
+    smart_discovery_cache_seconds: int = 300
 
     @model_validator(mode="after")
     def _load_trusted_clients_file(self) -> Settings:

@@ -1,9 +1,9 @@
-"""SMART on FHIR app for CMIOs and safety officers (launch, model cards, audit views).
+"""SMART on FHIR app for CMIOs and safety officers: SMART App Launch 2.2 and the app's pages.
 
-Until the SMART app lands, the launch URL and model-card links that cards carry resolve to
-plain pages, so a clinician following a link never meets a 404.
+A backend-for-frontend: tokens stay in the database, the browser holds an opaque cookie.
 """
 
-from smart_launch.blueprint import bp
+from smart_launch.blueprint import bp, init_app
+from smart_launch.config import SmartConfig
 
-__all__ = ["bp"]
+__all__ = ["SmartConfig", "bp", "init_app"]

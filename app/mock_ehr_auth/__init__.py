@@ -1,0 +1,12 @@
+"""A mock EHR for tests and the demo: a SMART authorization server (Authlib) in front of a FHIR server.
+
+Not part of the product. It enforces what a strict EHR enforces (registered clients and redirect
+URIs, PKCE S256, ``aud``, single-use launch ids and codes, refresh-token rotation, RS384 id_tokens)
+and records every request so tests can assert what the app sent.
+"""
+
+from app.mock_ehr_auth.app import create_mock_ehr
+from app.mock_ehr_auth.runner import BackgroundServer, MockEhr
+from app.mock_ehr_auth.state import Knobs, MockClient, MockState, MockUser
+
+__all__ = ["BackgroundServer", "Knobs", "MockClient", "MockEhr", "MockState", "MockUser", "create_mock_ehr"]

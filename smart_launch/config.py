@@ -1,0 +1,45 @@
+"""What the SMART blueprint needs from the application, gathered in one object at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+
+from smart_launch.discovery import DiscoveryCache
+from smart_launch.tenants import SmartEhr, find_ehr
+
+EXTENSION_KEY = "smart_launch"
+CALLBACK_PATH = "/app/callback"
+
+
+@dataclass
+class SmartConfig:
+    engine: Engine
+    ehrs: list[SmartEhr]
+    public_base_url: str
+    standalone_iss: str | None = None
+    allow_http_loopback: bool = False
+    session_seconds: int = 8 * 3600
+    timeout: float = 3.0
+    discovery_cache_seconds: int = 300
+    discovery: DiscoveryCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.discovery = DiscoveryCache(self.timeout, self.discovery_cache_seconds, self.allow_http_loopback)
+
+    @property
+    def redirect_uri(self) -> str:
+        """Fixed from configuration, never from the request's Host header."""
+        return self.public_base_url.rstrip("/") + CALLBACK_PATH
+
+    def ehr(self, iss: str | None) -> SmartEhr | None:
+        return find_ehr(self.ehrs, iss or "", allow_http=self.allow_http_loopback)
+
+    def standalone_ehr(self) -> SmartEhr | None:
+        if self.standalone_iss:
+            return self.ehr(self.standalone_iss)
+        return self.ehrs[0] if self.ehrs else None
+
+    def frame_ancestors(self) -> list[str]:
+        return sorted({origin for ehr in self.ehrs for origin in [ehr.origin(), *ehr.frame_ancestors]})
