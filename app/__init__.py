@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from flask import Flask
 
 import cds_hooks
 import smart_launch
-from app import api
+from app import api, hardening, observability, openapi, rate_limit
 from app.audit.worker import outbox_worker
 from app.cds_backend import GovernedBackend
 from app.db import DATABASE_KEY, INSTANCE_DIR, create_db_engine, default_database_url
@@ -30,7 +29,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     """Build the WSGI application from ``settings`` (default: the environment)."""
     settings = settings or Settings()
     app = Flask(__name__, static_folder=str(STATIC_FOLDER), instance_path=str(INSTANCE_DIR))
-    logging.basicConfig(level=settings.log_level)
     app.json = OrjsonProvider(app)
     app.config["COUNTERSIGN"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -39,9 +37,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     models = load_model_cards()
     app.extensions[MODEL_CARDS_KEY] = models
     backend = GovernedBackend(build_catalogue(models, settings.base_url), engine, settings)
+    observability.init_app(app, settings, frozenset(backend.catalogue))
+    rate_limit.init_app(app, settings)
+    hardening.init_app(app, settings)
     cds_hooks.init_app(app, _cds_hooks_config(settings, backend))
     app.register_blueprint(smart_launch.bp)
     app.register_blueprint(api.bp)
+    openapi.init_app(app, settings.base_url)
     worker = outbox_worker(settings, engine, models)
     app.extensions[WORKER_KEY] = worker
     if settings.outbox_in_process and settings.writeback_servers:

@@ -5,14 +5,17 @@ from __future__ import annotations
 from flask import Blueprint, Response, abort, current_app, jsonify
 from sqlalchemy import Engine
 from sqlmodel import Session, select
+from werkzeug.exceptions import HTTPException
 
 from app.db import DATABASE_KEY
 from app.governance.lifecycle import ModelChange, current_status
 from app.model_card_text import attribute_rows
 from app.registry import ModelCard
+from cds_hooks.errors import http_error_response
 from smart_launch.blueprint import MODEL_CARDS_KEY
 
 bp = Blueprint("api", __name__, url_prefix="/api")
+bp.register_error_handler(HTTPException, http_error_response)
 
 
 def _engine() -> Engine:
