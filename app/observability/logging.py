@@ -46,7 +46,7 @@ SAFE_FIELDS = frozenset(
     }
 )
 CONTEXT_FIELDS = ("request_id", "hook_instance")
-CODE_LIKE = re.compile(r"^[A-Za-z0-9_.:/@|+=#-]{1,200}$")
+CODE_LIKE = re.compile(r"^[A-Za-z0-9_.:/@|+=#<>-]{0,200}$")
 _RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 _PROCESS_KEY = secrets.token_bytes(32)
 
@@ -125,6 +125,7 @@ def configure(level: str, hash_key: str | None = None, stream: TextIO | None = N
     handler.setFormatter(JsonFormatter())
     handler.filters = [PhiFilter(key)]
     root.setLevel(level.upper())
+    logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)  # each /readyz opens one
     return handler
 
 
