@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from flask import Flask
@@ -10,7 +9,7 @@ from sqlalchemy import Engine
 
 import cds_hooks
 import smart_launch
-from app import api
+from app import api, hardening, observability, openapi, rate_limit
 from app.audit.worker import outbox_worker
 from app.cds_backend import GovernedBackend
 from app.db import DATABASE_KEY, INSTANCE_DIR, create_db_engine, default_database_url
@@ -31,7 +30,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     """Build the WSGI application from ``settings`` (default: the environment)."""
     settings = settings or Settings()
     app = Flask(__name__, static_folder=str(STATIC_FOLDER), instance_path=str(INSTANCE_DIR))
-    logging.basicConfig(level=settings.log_level)
     app.json = OrjsonProvider(app)
     app.config["COUNTERSIGN"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -40,9 +38,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     models = load_model_cards()
     app.extensions[MODEL_CARDS_KEY] = models
     backend = GovernedBackend(build_catalogue(models, settings.base_url), engine, settings)
+    observability.init_app(app, settings, frozenset(backend.catalogue))
+    rate_limit.init_app(app, settings)
+    smart_config = _smart_config(settings, engine)
+    hardening.init_app(app, settings, smart_config.frame_ancestors())
     cds_hooks.init_app(app, _cds_hooks_config(settings, backend))
-    smart_launch.init_app(app, _smart_config(settings, engine))
+    smart_launch.init_app(app, smart_config)
     app.register_blueprint(api.bp)
+    openapi.init_app(app, settings.base_url)
     worker = outbox_worker(settings, engine, models)
     app.extensions[WORKER_KEY] = worker
     if settings.outbox_in_process and settings.writeback_servers:

@@ -6,12 +6,14 @@ from __future__ import annotations
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 from sqlalchemy import Engine
 from sqlmodel import Session, select
+from werkzeug.exceptions import HTTPException
 
 from app.db import DATABASE_KEY
 from app.governance.change_control import ChangeRefused, change_status
 from app.governance.lifecycle import ModelChange, current_status
 from app.model_card_text import attribute_rows
 from app.registry import ModelCard
+from cds_hooks.errors import http_error_response
 from fhir_profiles.operation_outcome import operation_outcome
 from smart_launch.blueprint import MODEL_CARDS_KEY
 from smart_launch.roles import GOVERNORS
@@ -20,6 +22,7 @@ from smart_launch.session import current_session, require_role
 bp = Blueprint("api", __name__, url_prefix="/api")
 TARGET_STATUSES = ("active", "shadow", "paused", "retired")
 MAX_REASON = 2000
+bp.register_error_handler(HTTPException, http_error_response)
 
 
 def _engine() -> Engine:

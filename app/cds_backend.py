@@ -21,6 +21,7 @@ from app.engines.base import PatientData
 from app.governance.applicability import outside_intended_use
 from app.governance.guardrails import GovernedAdvice, apply_guardrails
 from app.governance.lifecycle import current_status
+from app.observability import metrics
 from app.replay_guard import DatabaseReplayGuard
 from app.services import GovernedService
 from app.settings import Settings
@@ -72,7 +73,9 @@ class GovernedBackend:
         if outside is not None:
             event = {"guardrail": "applicability", "detail": outside}
             return GovernedAdvice(disposition="not-applicable", guardrail_events=(event,))
-        governed = apply_guardrails(policy, service.engine.suggest(data), data, overridden)
+        with metrics.ENGINE_LATENCY.labels(service.id).time():
+            suggested = service.engine.suggest(data)
+        governed = apply_guardrails(policy, suggested, data, overridden)
         return replace(governed, disposition="shadow") if status == "shadow" else governed
 
     def app_launch_url(self) -> str:
@@ -95,6 +98,7 @@ class GovernedBackend:
             ledger.append(connection, kind, card_set_entry(call, model, advice, cards))
             if target is not None:
                 outbox.enqueue(connection, CARD_SET, card_set_id, target)
+        metrics.record_disposition(call.service_id, call.request.hook, advice, len(cards))
         return cards if issued else []
 
     def record_feedback(self, service_id: str, items: list[FeedbackItem]) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -15,6 +16,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from app.audit.fhir_writer import WriteBackServer
 from cds_hooks.auth import TrustedClient
 from smart_launch.tenants import SmartEhr
+
+#: An origin a CSP ``frame-ancestors`` may name: scheme, host (``*.`` subdomains allowed), port.
+ORIGIN = r"^https?://(\*\.)?[A-Za-z0-9.-]+(:\d{1,5})?$"
 
 
 class Settings(BaseSettings):
@@ -49,6 +53,12 @@ class Settings(BaseSettings):
     smart_allow_http_loopback: bool = False
     smart_session_seconds: int = 8 * 3600
     smart_discovery_cache_seconds: int = 300
+    max_json_depth: int = Field(default=64, ge=2)
+    rate_limit_per_minute: int = Field(default=6000, ge=0)
+    rate_limit_burst: int = Field(default=200, ge=1)
+    frame_ancestors: list[Annotated[str, Field(pattern=ORIGIN)]] = Field(default_factory=list)
+    trusted_proxies: int = Field(default=0, ge=0)
+    log_hash_key: str | None = None
 
     @model_validator(mode="after")
     def _load_trusted_clients_file(self) -> Settings:

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
+from app.observability.exposition import prepare_multiprocess, worker_exited
+
 DEFAULT_THREADS = 4
 
 
@@ -34,6 +36,7 @@ class EmbeddedGunicorn(BaseApplication):
 
 
 def serve(factory: Callable[[], Flask], bind: str, workers: int, threads: int) -> None:
+    prepare_multiprocess()
     EmbeddedGunicorn(
         factory,
         {
@@ -45,5 +48,6 @@ def serve(factory: Callable[[], Flask], bind: str, workers: int, threads: int) -
             "graceful_timeout": 10,
             "keepalive": 5,
             "accesslog": None,
+            "child_exit": lambda _server, worker: worker_exited(worker.pid),
         },
     ).run()

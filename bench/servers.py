@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -22,8 +23,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def gunicorn(app_spec: str, port: int, env: dict[str, str], workers: int, threads: int) -> Iterator[str]:
-    """Run ``app_spec`` (module:factory()) on ``port`` and yield its base URL once it answers."""
+def gunicorn(
+    app_spec: str, port: int, env: dict[str, str], workers: int, threads: int, log: Path | None = None
+) -> Iterator[str]:
+    """Run ``app_spec`` (module:factory()) on ``port`` and yield its base URL once it answers;
+    the server's own output (its JSON log lines) goes to ``log`` when given."""
     command = [
         sys.executable,
         "-m",
@@ -42,14 +46,15 @@ def gunicorn(app_spec: str, port: int, env: dict[str, str], workers: int, thread
         "--log-level",
         "warning",
     ]
-    process = subprocess.Popen(command, cwd=ROOT, env=env)
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_up(base_url, process)
-        yield base_url
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
+    with open(log or os.devnull, "ab") as output:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=output if log else None)
+        base_url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_until_up(base_url, process)
+            yield base_url
+        finally:
+            process.terminate()
+            process.wait(timeout=20)
 
 
 def _wait_until_up(base_url: str, process: subprocess.Popen) -> None:

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import orjson
+from blinker import NamedSignal
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
 
+from cds_hooks import signals
 from cds_hooks.auth import AuthenticationError, ClientAuthenticator
 from cds_hooks.backend import CdsBackend, HookCall, UnknownCards, UnknownSuggestions
 from cds_hooks.cards import render_card
@@ -75,6 +77,7 @@ def authenticate() -> Response | None:
         client = config.authenticator.authenticate(request.headers.get("Authorization"), audience)
     except AuthenticationError as error:
         log.info("rejected CDS client token", extra={"cause": error.cause, "path": request.path})
+        _announce(signals.client_rejected, cause=error.cause)
         return outcome_response(401, "Authentication required")
     log.debug("authenticated CDS client", extra={"iss": client.iss, "jti": client.jti})
     return None
@@ -103,6 +106,8 @@ def call_service(service_id: str) -> Response:
     if descriptor is None:
         hooks = ", ".join(sorted(d.hook for d in offered))
         raise OutcomeError(400, f"service {service_id} answers {hooks}, not this hook", ["hook"])
+    details = {"service_id": service_id, "hook": descriptor.hook}
+    _announce(signals.hook_called, **details, hook_instance=hook_request.hookInstance)
     _check_fhir_server(hook_request, config)
     try:
         context = parse_context(HOOKS[descriptor.hook], hook_request.context)
@@ -116,8 +121,9 @@ def call_service(service_id: str) -> Response:
     advice = config.backend.advise(call)
     launch_url = config.backend.app_launch_url()
     cards = [render_card(item, launch_url) for item in advice.advice]
-    shown = config.backend.record_response(call, advice, cards)
-    return jsonify({"cards": [rendered.card for rendered in shown]})
+    shown = [rendered.card for rendered in config.backend.record_response(call, advice, cards)]
+    _announce(signals.hook_answered, **details, cards=shown)
+    return jsonify({"cards": shown})
 
 
 @bp.post("/<service_id>/feedback")
@@ -132,7 +138,13 @@ def feedback(service_id: str) -> Response:
         ) from None
     except UnknownSuggestions as error:
         raise OutcomeError(400, str(error), ["feedback.acceptedSuggestions"]) from None
+    _announce(signals.feedback_recorded, service_id=service_id, items=body.feedback)
     return Response(status=200)
+
+
+def _announce(signal: NamedSignal, **details: object) -> None:
+    """Tell whoever subscribed (``cds_hooks.signals``); the protocol layer never knows who."""
+    signal.send(current_app._get_current_object(), **details)
 
 
 def _descriptors(service_id: str) -> list[ServiceDescriptor]:

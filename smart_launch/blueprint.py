@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from datetime import date
 
-from flask import Blueprint, Response, abort, current_app, g, render_template, request
+from flask import Blueprint, abort, current_app, g, render_template, request
 
 from app.audit.ledger import verify_database
 from app.audit.trail import TrailFilter, entries, kinds
@@ -32,15 +32,6 @@ def init_app(app, config: SmartConfig) -> None:
     logging.getLogger("authlib").setLevel(max(logging.INFO, logging.getLogger("authlib").level))
     app.extensions[EXTENSION_KEY] = config
     app.register_blueprint(bp)
-
-
-@bp.after_request
-def _security_headers(response: Response) -> Response:
-    ancestors = " ".join(["'self'", *smart_config().frame_ancestors()])
-    response.headers["Content-Security-Policy"] = f"frame-ancestors {ancestors}"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["Cache-Control"] = "no-store"
-    return response
 
 
 @bp.context_processor

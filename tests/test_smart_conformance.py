@@ -276,7 +276,9 @@ def test_c29_session_cookie_is_opaque_httponly_secure_and_partitioned_when_embed
 
 def test_c30_pages_may_be_framed_only_by_the_configured_ehr(smart_app, ehr):
     policy = smart_app.test_client().get("/app/launch").headers["Content-Security-Policy"]
-    assert policy == f"frame-ancestors 'self' {ehr.state.public_url}"
+    directives = dict(part.strip().split(" ", 1) for part in policy.split(";"))
+    assert directives["frame-ancestors"] == f"'self' {ehr.state.public_url}"
+    assert directives["form-action"] == f"'self' {ehr.state.public_url}"
 
 
 def test_c31_launch_redirects_only_to_internal_routes(smart_app, ehr):

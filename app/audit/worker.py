@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from app.audit import outbox
 from app.audit.delivery import Deliverer, TransactionBundle
 from app.audit.fhir_writer import DeliveryError, FhirWriter, WriteBackServer
+from app.observability.metrics import OUTBOX_SETTLED
 from app.registry import ModelCard
 from app.settings import Settings
 
@@ -82,6 +83,7 @@ class OutboxWorker:
                 log.info("batched write-back failed; delivering its messages one by one")
             else:
                 outbox.mark_delivered(self.engine, [message for message, _ in built], self.owner)
+                OUTBOX_SETTLED.labels("delivered").inc(len(built))
                 return
         for message, bundle in built:
             self._deliver_one(writer, message, bundle)
@@ -93,10 +95,12 @@ class OutboxWorker:
             self._failed(message, error)
         else:
             outbox.mark_delivered(self.engine, [message], self.owner)
+            OUTBOX_SETTLED.labels("delivered").inc()
 
     def _failed(self, message: outbox.Claimed, error: DeliveryError) -> None:
         if error.permanent or message.attempts + 1 >= self.policy.max_attempts:
             outbox.mark_dead(self.engine, message, self.owner, error.outcome)
+            OUTBOX_SETTLED.labels("dead").inc()
             log.error(
                 "outbox message dead-lettered",
                 extra={"message_id": message.id, "kind": message.kind, "reason": str(error)},
@@ -105,6 +109,7 @@ class OutboxWorker:
         outbox.retry_later(
             self.engine, message, self.owner, error.outcome, self.policy.delay(message.attempts)
         )
+        OUTBOX_SETTLED.labels("retry").inc()
         log.warning("outbox delivery will be retried", extra={"message_id": message.id, "reason": str(error)})
 
     def run_forever(self, stop: threading.Event, idle_seconds: float = 1.0) -> None:

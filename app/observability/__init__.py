@@ -1,0 +1,30 @@
+"""Operability: metrics (``/metrics``), probes (``/healthz``, ``/readyz``), PHI-safe JSON logs.
+
+``init_app`` wires it to the application with Flask request hooks and subscriptions to
+``cds_hooks.signals``; the code it observes only reports events, never imports this package
+(except ``metrics`` recorders at the point where a governance decision is known).
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Flask, Response, current_app
+
+from app.db import DATABASE_KEY
+from app.observability import exposition, health, requests
+from app.observability import logging as json_logging
+from app.settings import Settings
+
+bp = Blueprint("metrics", __name__)
+
+
+@bp.get("/metrics")
+def metrics_endpoint() -> Response:
+    body = exposition.render(current_app.extensions[DATABASE_KEY])
+    return Response(body, content_type=exposition.CONTENT_TYPE)
+
+
+def init_app(app: Flask, settings: Settings, service_ids: frozenset[str]) -> None:
+    json_logging.configure(settings.log_level, settings.log_hash_key)
+    requests.init_app(app, service_ids)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(bp)

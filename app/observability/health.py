@@ -1,0 +1,67 @@
+"""Liveness and readiness probes for the orchestrator and the load balancer.
+
+``/healthz`` says only that the process answers (restart it if not). ``/readyz`` says whether it
+should get traffic: the database answers, its schema is at the newest migration, and the model
+cards on disk still validate and cover every model this process serves. Failures name the check,
+never the error text (a database error can quote its URL).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import yaml
+from flask import Blueprint, Response, current_app, jsonify
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.db import DATABASE_KEY
+from app.migrate import is_current
+from app.registry import load_model_cards
+from app.validated_files import InvalidFile
+from smart_launch.blueprint import MODEL_CARDS_KEY
+
+log = logging.getLogger(__name__)
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz() -> Response:
+    engine: Engine = current_app.extensions[DATABASE_KEY]
+    checks = {
+        "database": _check("database", lambda: _database_answers(engine)),
+        "migrations": _check("migrations", lambda: is_current(engine)),
+        "registry": _check("registry", _registry_valid),
+    }
+    ready = all(result == "ok" for result in checks.values())
+    response = jsonify({"status": "ready" if ready else "not-ready", "checks": checks})
+    response.status_code = 200 if ready else 503
+    return response
+
+
+def _check(name: str, probe: Callable[[], bool]) -> str:
+    try:
+        return "ok" if probe() else "failed"
+    except (SQLAlchemyError, OSError, ValueError, InvalidFile, yaml.YAMLError):
+        log.warning("readiness check failed", exc_info=True, extra={"kind": name})
+        return "failed"
+
+
+def _database_answers(engine: Engine) -> bool:
+    with engine.connect() as connection:
+        return connection.execute(text("SELECT 1")).scalar() == 1
+
+
+def _registry_valid() -> bool:
+    """A card edited into an invalid state, or removed, takes the process out of rotation."""
+    on_disk = load_model_cards()
+    served = current_app.extensions[MODEL_CARDS_KEY]
+    return bool(served) and all(
+        model_id in on_disk and on_disk[model_id].key == card.key for model_id, card in served.items()
+    )
