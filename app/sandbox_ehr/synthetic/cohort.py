@@ -454,13 +454,47 @@ STORIES = (
 )
 
 
-def cohort(today: date | None = None) -> list[SyntheticPatient]:
-    """Every synthetic patient, dated relative to ``today`` (default: the real today)."""
+def cohort(today: date | None = None, suffix: str = "") -> list[SyntheticPatient]:
+    """Every synthetic patient, dated relative to ``today`` (default: the real today).
+
+    ``suffix`` is appended to every patient's id (and its resources' ids), so that tests can load
+    a fresh copy of the cohort next to others on a shared FHIR server.
+    """
     clock = fhir.Clock(today or date.today())
     charts = [story(clock) for story in STORIES]
-    return [SyntheticPatient(chart.pid, chart.scenario, tuple(chart.resources)) for chart in charts]
+    return [
+        SyntheticPatient(
+            chart.pid + suffix,
+            chart.scenario,
+            tuple(_renamed(r, chart.pid, chart.pid + suffix) for r in chart.resources),
+        )
+        for chart in charts
+    ]
+
+
+def _renamed(value: object, old: str, new: str) -> object:
+    """``value`` with the patient's id, its resources' ids and references to it renamed."""
+    if isinstance(value, dict):
+        return {key: _renamed(item, old, new) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_renamed(item, old, new) for item in value]
+    if isinstance(value, str) and (value == old or value.startswith(f"{old}-")):
+        return new + value[len(old) :]
+    if value == f"Patient/{old}":
+        return f"Patient/{new}"
+    return value
 
 
 def shared_resources() -> list[dict]:
     """Resources every chart refers to: the demo clinician."""
     return [fhir.practitioner(CLINICIAN_ID, "Jordan", "Hale")]
+
+
+def scenarios() -> dict[str, str]:
+    """What each synthetic patient is for, by id prefix: the patient list shows it to demo users."""
+    return {patient.id: patient.scenario for patient in cohort()}
+
+
+def scenario_of(patient_id: str, known: dict[str, str]) -> str:
+    """The scenario of a patient, also for a suffixed copy of the cohort."""
+    return next((text for pid, text in known.items() if patient_id.startswith(pid)), "")

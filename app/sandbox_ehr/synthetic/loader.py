@@ -16,9 +16,11 @@ class LoadError(Exception):
     """A bundle the server refused; the message names the patient id and the server's diagnostics."""
 
 
-def load_cohort(fhir_base: str, today: date | None = None, timeout: float = 30) -> list[SyntheticPatient]:
+def load_cohort(
+    fhir_base: str, today: date | None = None, suffix: str = "", timeout: float = 30
+) -> list[SyntheticPatient]:
     """PUT every resource with its fixed id, so loading again refreshes rather than duplicates."""
-    patients = cohort(today)
+    patients = cohort(today, suffix)
     _post(fhir_base, fhir.transaction(shared_resources()), "shared resources", timeout)
     for patient in patients:
         _post(fhir_base, patient.bundle(), patient.id, timeout)
