@@ -33,7 +33,10 @@ class EmbeddedGunicorn(BaseApplication):
         return self.factory()
 
 
-def serve(factory: Callable[[], Flask], bind: str, workers: int, threads: int) -> None:
+def serve(
+    factory: Callable[[], Flask], bind: str, workers: int, threads: int, extra: dict | None = None
+) -> None:
+    """``extra``: further gunicorn settings (the demo quiets the log to keep its own output readable)."""
     EmbeddedGunicorn(
         factory,
         {
@@ -45,5 +48,6 @@ def serve(factory: Callable[[], Flask], bind: str, workers: int, threads: int) -
             "graceful_timeout": 10,
             "keepalive": 5,
             "accesslog": None,
-        },
+        }
+        | (extra or {}),
     ).run()
