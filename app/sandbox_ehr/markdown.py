@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from markdown_it import MarkdownIt
 
-_RENDERER = MarkdownIt("commonmark", {"html": False}).enable("table")
+_RENDERER = MarkdownIt("commonmark", {"html": False, "breaks": True}).enable("table")
 
 
 def render_detail(detail: object) -> str:
