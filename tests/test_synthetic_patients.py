@@ -69,16 +69,18 @@ def test_problem_list_gap_cases():
     assert not any("kidney" in p for p in problems("cs-ckd-gap"))
 
 
+def length_points(days: int) -> int:
+    """LACE 'L': under 4 days one point a day, 4-6 days 4, 7-13 days 5, 14 or more 7."""
+    if days < 4:
+        return days
+    return 4 if days < 7 else 5 if days < 14 else 7
+
+
 def lace(patient_id: str) -> int:
     """LACE index (van Walraven 2010) from the chart, as of the reference day."""
     encounters = of_type(patient_id, "Encounter")
     [stay] = [e for e in encounters if e["status"] == "in-progress"]
-    days = (TODAY - date.fromisoformat(stay["period"]["start"][:10])).days
-    length = (
-        next(points for limit, points in ((0, 0), (1, 1), (2, 2), (3, 3), (6, 4), (13, 5)) if days <= limit)
-        if days < 14
-        else 7
-    )
+    length = length_points((TODAY - date.fromisoformat(stay["period"]["start"][:10])).days)
     acute = 3 if stay["priority"]["coding"][0]["code"] == "EM" else 0
     weights = {"I50": 2, "J44": 1, "E11.2": 2, "N18": 2, "I25.2": 1, "I48": 0}
     icd = [c["code"]["coding"][1]["code"] for c in of_type(patient_id, "Condition")]
