@@ -46,7 +46,7 @@ def _check_ids(_endpoint: str | None, values: dict | None) -> None:
 @bp.get("/")
 def patient_list() -> str:
     try:
-        patients = _ehr().store.search("Patient")
+        patients = _ehr().store.search("Patient", _sort="-_lastUpdated")  # the 200 most recently active
     except FhirStoreError as error:
         raise WorkflowError(502, str(error)) from None
     stories = scenarios()
