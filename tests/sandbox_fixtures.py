@@ -27,11 +27,16 @@ def identity(tmp_path_factory: pytest.TempPathFactory) -> ClientIdentity:
 
 
 @pytest.fixture
-def suffix(fhir_server: str) -> str:
-    """A fresh copy of the cohort for each test: ids end with this suffix."""
+def fresh_patient(fhir_server: str) -> Callable[[str], str]:
+    """Loads a fresh copy of one synthetic patient (ids end with a suffix of this test) and
+    returns its id: tests never see each other's orders on the shared FHIR server."""
     tail = f"-{uuid.uuid4().hex[:8]}"
-    load_cohort(fhir_server, suffix=tail)
-    return tail
+
+    def load(story: str) -> str:
+        load_cohort(fhir_server, suffix=tail, only={story})
+        return f"{story}{tail}"
+
+    return load
 
 
 def countersign_settings(

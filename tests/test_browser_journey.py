@@ -74,8 +74,10 @@ def eventually(
         time.sleep(0.5)
 
 
-def test_clinician_accepts_the_renal_dose_card_and_overrides_the_other(page, ehr_url, fhir_server, suffix):
-    patient_id = f"cs-renal-metformin{suffix}"
+def test_clinician_accepts_the_renal_dose_card_and_overrides_the_other(
+    page, ehr_url, fhir_server, fresh_patient
+):
+    patient_id = fresh_patient("cs-renal-metformin")
     page.goto(f"{ehr_url}/")
     page.click(f'a[href="/patients/{patient_id}"]')
     expect(page.locator(".banner-name")).to_have_text("ELLISON, Margaret")

@@ -37,14 +37,14 @@ def draft_and_sign(sandbox, patient_id: str, *orderables: str) -> dict:
 
 
 def test_prefetch_is_filled_from_discovery_and_run_on_the_ehr_fhir_server(
-    countersign, fhir_server, identity, suffix
+    countersign, fhir_server, identity, fresh_patient
 ):
     client = client_for(countersign, fhir_server, identity)
     entries = {(e.id, e.hook): e for e in client.discover()}
     sign = entries[("medication-safety", "order-sign")]
     discovery = requests.get(f"{countersign.url}/cds-services", timeout=10).status_code
     assert discovery == 401  # discovery too needs the EHR's signed token
-    patient_id = f"cs-renal-metformin{suffix}"
+    patient_id = fresh_patient("cs-renal-metformin")
     context = {
         "userId": CLINICIAN,
         "patientId": patient_id,
@@ -78,9 +78,9 @@ def test_the_ehr_signs_each_call_with_its_own_key_and_a_stranger_is_refused(
 
 
 def test_accepting_the_renal_dose_card_updates_the_order_and_overriding_records_the_reason(
-    countersign, sandbox, fhir_server, suffix
+    countersign, sandbox, fhir_server, fresh_patient
 ):
-    patient_id = f"cs-renal-metformin{suffix}"
+    patient_id = fresh_patient("cs-renal-metformin")
     ehr = sandbox.test_client()
     selected = post(ehr, f"/api/patients/{patient_id}/drafts", {"orderable": "gabapentin-300-tid"})
     assert [rule_of(c) for c in selected["cards"]] == ["gabapentin-egfr-15-30"]
@@ -124,9 +124,9 @@ def test_accepting_the_renal_dose_card_updates_the_order_and_overriding_records_
 
 
 def test_renewing_metformin_at_egfr_25_is_contraindicated_and_accepting_cancels_the_draft(
-    countersign, sandbox, fhir_server, suffix
+    countersign, sandbox, fhir_server, fresh_patient
 ):
-    patient_id = f"cs-renal-metformin{suffix}"
+    patient_id = fresh_patient("cs-renal-metformin")
     signing = draft_and_sign(sandbox, patient_id, "metformin-1000-bid")
     [item] = signing["cards"]
     assert (rule_of(item), item["card"]["indicator"]) == ("metformin-egfr-below-30", "critical")
@@ -151,8 +151,10 @@ def test_renewing_metformin_at_egfr_25_is_contraindicated_and_accepting_cancels_
         ("cs-ace-spironolactone", "spironolactone-25-daily", "raas-potassium-sparing", "warning"),
     ],
 )
-def test_each_medication_safety_story_gets_its_card(sandbox, suffix, story, orderable, rule, indicator):
-    signing = draft_and_sign(sandbox, f"{story}{suffix}", orderable)
+def test_each_medication_safety_story_gets_its_card(
+    sandbox, fresh_patient, story, orderable, rule, indicator
+):
+    signing = draft_and_sign(sandbox, fresh_patient(story), orderable)
     assert [(rule_of(c), c["card"]["indicator"]) for c in signing["cards"]] == [(rule, indicator)]
 
 
@@ -164,14 +166,14 @@ def test_each_medication_safety_story_gets_its_card(sandbox, suffix, story, orde
         ("cs-child-asthma", "amoxicillin-500-tid"),  # penicillin allergy, but a child: outside intended use
     ],
 )
-def test_negative_stories_get_no_card(sandbox, suffix, story, orderable):
-    ehr = sandbox.test_client()
-    assert post(ehr, f"/api/patients/{story}{suffix}/patient-view")["cards"] == []
-    assert draft_and_sign(sandbox, f"{story}{suffix}", orderable)["cards"] == []
+def test_negative_stories_get_no_card(sandbox, fresh_patient, story, orderable):
+    ehr, patient_id = sandbox.test_client(), fresh_patient(story)
+    assert post(ehr, f"/api/patients/{patient_id}/patient-view")["cards"] == []
+    assert draft_and_sign(sandbox, patient_id, orderable)["cards"] == []
 
 
-def test_discharge_fires_the_hook_and_finishes_the_encounter(sandbox, fhir_server, suffix):
-    patient_id = f"cs-discharge-high-lace{suffix}"
+def test_discharge_fires_the_hook_and_finishes_the_encounter(sandbox, fhir_server, fresh_patient):
+    patient_id = fresh_patient("cs-discharge-high-lace")
     ehr = sandbox.test_client()
     assert post(ehr, f"/api/patients/{patient_id}/discharge")["hook"] == "encounter-discharge"
     assert post(ehr, f"/api/patients/{patient_id}/discharge/complete")["status"] == "finished"
@@ -181,9 +183,10 @@ def test_discharge_fires_the_hook_and_finishes_the_encounter(sandbox, fhir_serve
     assert refused.status_code == 409
 
 
-def test_the_chart_and_patient_list_show_the_record(sandbox, suffix):
+def test_the_chart_and_patient_list_show_the_record(sandbox, fresh_patient):
     ehr = sandbox.test_client()
-    page = ehr.get(f"/patients/cs-renal-metformin{suffix}").get_data(as_text=True)
+    patient_id = fresh_patient("cs-renal-metformin")
+    page = ehr.get(f"/patients/{patient_id}").get_data(as_text=True)
     for shown in (
         "ELLISON, Margaret",
         "Chronic kidney disease stage 4",
@@ -194,12 +197,12 @@ def test_the_chart_and_patient_list_show_the_record(sandbox, suffix):
     ):
         assert shown in page
     listing = ehr.get("/").get_data(as_text=True)
-    assert f"/patients/cs-renal-metformin{suffix}" in listing and "On metformin with eGFR 25" in listing
+    assert f"/patients/{patient_id}" in listing and "On metformin with eGFR 25" in listing
 
 
-def test_bad_requests_get_precise_operation_outcomes(sandbox, suffix):
+def test_bad_requests_get_precise_operation_outcomes(sandbox, fresh_patient):
     ehr = sandbox.test_client()
-    patient_id = f"cs-renal-metformin{suffix}"
+    patient_id = fresh_patient("cs-renal-metformin")
 
     def refused(path: str, body: dict, status: int, text: str) -> None:
         response = ehr.post(path, json=body)

@@ -17,10 +17,17 @@ class LoadError(Exception):
 
 
 def load_cohort(
-    fhir_base: str, today: date | None = None, suffix: str = "", timeout: float = 30
+    fhir_base: str,
+    today: date | None = None,
+    suffix: str = "",
+    only: set[str] | None = None,
+    timeout: float = 30,
 ) -> list[SyntheticPatient]:
-    """PUT every resource with its fixed id, so loading again refreshes rather than duplicates."""
-    patients = cohort(today, suffix)
+    """PUT every resource with its fixed id, so loading again refreshes rather than duplicates.
+
+    ``only``: the (unsuffixed) ids of the patients to load; all of them by default.
+    """
+    patients = [p for p in cohort(today, suffix) if only is None or p.id.removesuffix(suffix) in only]
     _post(fhir_base, fhir.transaction(shared_resources()), "shared resources", timeout)
     for patient in patients:
         _post(fhir_base, patient.bundle(), patient.id, timeout)
