@@ -75,9 +75,11 @@ def db_upgrade_command() -> None:
 @main.command("demo")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to bind.")
 @click.option("--port", default=8000, show_default=True, help="Port of the Countersign service.")
-def demo_command(host: str, port: int) -> None:
-    """Run the product on embedded defaults: FHIR test server, database, trusted demo client."""
-    run_demo(host, port)
+@click.option("--ehr-port", default=8001, show_default=True, help="Port of the sandbox EHR.")
+def demo_command(host: str, port: int, ehr_port: int) -> None:
+    """Run the product on embedded defaults: FHIR test server with synthetic patients, the sandbox
+    EHR as a trusted CDS client, and Countersign writing back to the same FHIR server."""
+    run_demo(host, port, ehr_port)
 
 
 @main.command("mock-ehr")

@@ -1,8 +1,16 @@
-"""``countersign demo``: the service, a real FHIR test server and a trusted demo client, on loopback."""
+"""``countersign demo``: a real FHIR test server with synthetic patients, the sandbox EHR, and
+Countersign trusting the EHR's key and writing back to the same FHIR server, all on loopback."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import click
+import requests
 
 from app import create_app
 from app.audit.fhir_writer import WriteBackServer
@@ -10,35 +18,109 @@ from app.db import INSTANCE_DIR, default_database_url
 from app.demo_client import ensure_key, trusted_client
 from app.fhir_test_server import FhirTestServer
 from app.migrate import upgrade
+from app.sandbox_ehr.cds_client import SANDBOX_ISSUER, ClientIdentity
+from app.sandbox_ehr.synthetic.loader import load_cohort
 from app.settings import Settings
 from app.wsgi_server import DEFAULT_THREADS, default_workers, serve
+from cds_hooks.auth import TrustedClient
+
+STEPS = 6
+QUIET_GUNICORN = {"loglevel": "warning"}
 
 
-def run_demo(host: str, port: int) -> None:
+def _step(number: int, text: str) -> None:
+    click.echo(f"[{number}/{STEPS}] {text}")
+
+
+def run_demo(host: str, port: int, ehr_port: int) -> None:
     base_url = f"http://{host}:{port}"
+    ehr_url = f"http://{host}:{ehr_port}"
     environment = Settings()
     database_url = environment.database_url or default_database_url()
-    click.echo("[1/4] applying database migrations")
+    _step(1, "applying database migrations")
     upgrade(database_url)
-    click.echo("[2/4] starting the FHIR R4 test server")
+    _step(2, "starting the FHIR R4 test server")
     with FhirTestServer() as fhir:
         click.echo(f"      FHIR server: {fhir.base_url}")
-        click.echo("[3/4] registering the demo CDS client (ES384 key in instance/) and write-back")
-        key_path = ensure_key(INSTANCE_DIR)
-        settings = environment.model_copy(
-            update={
-                "public_base_url": base_url,
-                "database_url": database_url,
-                "trusted_clients": [*environment.trusted_clients, trusted_client(key_path)],
-                "writeback_servers": [
-                    *environment.writeback_servers,
-                    WriteBackServer(base_url=fhir.base_url),
-                ],
-                "writeback_default_server": environment.writeback_default_server or fhir.base_url,
-            }
-        )
-        click.echo("[4/4] starting Countersign")
-        click.echo(f"      discovery:  {base_url}/cds-services")
-        click.echo(f"      token:      countersign client-token --aud {base_url}/cds-services")
-        click.echo(f"Countersign is running at {base_url}/cds-services  (Ctrl-C stops everything)")
-        serve(lambda: create_app(settings), f"{host}:{port}", default_workers(), DEFAULT_THREADS)
+        _step(3, "loading the synthetic patients (FHIR transactions)")
+        patients = load_cohort(fhir.base_url)
+        click.echo(f"      {len(patients)} patients, {sum(len(p.resources) for p in patients)} resources")
+        _step(4, "starting the sandbox EHR (its own ES384 key, published as a JWKS)")
+        ClientIdentity.in_directory(INSTANCE_DIR)
+        with _sandbox_ehr(host, ehr_port, fhir.base_url, f"{base_url}/cds-services"):
+            click.echo(f"      sandbox EHR: {ehr_url}/   JWKS: {ehr_url}/.well-known/jwks.json")
+            _step(5, "trusting the sandbox EHR and the demo client; write-back to the FHIR server")
+            settings = _settings(environment, base_url, database_url, fhir.base_url, ehr_url)
+            _step(6, "starting Countersign")
+            click.echo(f"      CDS discovery: {base_url}/cds-services  (needs a signed JWT)")
+            click.echo(f"Open the sandbox EHR: {ehr_url}/  (Ctrl-C stops everything)")
+            serve(
+                lambda: create_app(settings),
+                f"{host}:{port}",
+                default_workers(),
+                DEFAULT_THREADS,
+                QUIET_GUNICORN,
+            )
+
+
+def _settings(
+    environment: Settings, base_url: str, database_url: str, fhir_url: str, ehr_url: str
+) -> Settings:
+    sandbox = TrustedClient(iss=SANDBOX_ISSUER, jwks_url=f"{ehr_url}/.well-known/jwks.json")
+    return environment.model_copy(
+        update={
+            "public_base_url": base_url,
+            "database_url": database_url,
+            "trusted_clients": [
+                *environment.trusted_clients,
+                trusted_client(ensure_key(INSTANCE_DIR)),
+                sandbox,
+            ],
+            "writeback_servers": [*environment.writeback_servers, WriteBackServer(base_url=fhir_url)],
+            "writeback_default_server": environment.writeback_default_server or fhir_url,
+            "outbox_in_process": True,
+        }
+    )
+
+
+@contextmanager
+def _sandbox_ehr(host: str, port: int, fhir_url: str, cds_url: str, timeout: float = 30) -> Iterator[None]:
+    """The sandbox EHR in a child process, stopped with the demo (Ctrl-C, or any failure)."""
+    command = [
+        sys.executable,
+        "-m",
+        "app.sandbox_ehr.server",
+        "--bind",
+        f"{host}:{port}",
+        "--fhir",
+        fhir_url,
+        "--cds",
+        cds_url,
+        "--key-dir",
+        str(INSTANCE_DIR),
+    ]
+    process = subprocess.Popen(command)
+    try:
+        _wait_until_up(f"http://{host}:{port}/.well-known/jwks.json", process, timeout)
+        yield
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_until_up(url: str, process: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise click.ClickException(f"the sandbox EHR exited with status {process.returncode}")
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise click.ClickException(f"the sandbox EHR did not start within {timeout:g} s")

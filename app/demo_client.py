@@ -21,9 +21,9 @@ DEMO_ISSUER = "https://demo-ehr.countersign.local"
 DEMO_KID = "demo-ehr-es384"
 
 
-def ensure_key(directory: Path) -> Path:
-    """Create the demo private key once; later runs reuse it so issued tokens stay valid."""
-    path = directory / "demo-client-es384.pem"
+def ensure_key(directory: Path, filename: str = "demo-client-es384.pem") -> Path:
+    """Create a client's private key once; later runs reuse it so issued tokens stay valid."""
+    path = directory / filename
     if not path.exists():
         directory.mkdir(parents=True, exist_ok=True)
         key = ec.generate_private_key(ec.SECP384R1())
@@ -37,25 +37,27 @@ def ensure_key(directory: Path) -> Path:
     return path
 
 
-def public_jwks(key_path: Path) -> dict:
+def public_jwks(key_path: Path, kid: str = DEMO_KID) -> dict:
     private_key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
     jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(private_key.public_key()))
-    return {"keys": [jwk | {"kid": DEMO_KID, "alg": "ES384", "use": "sig"}]}
+    return {"keys": [jwk | {"kid": kid, "alg": "ES384", "use": "sig"}]}
 
 
 def trusted_client(key_path: Path) -> TrustedClient:
     return TrustedClient(iss=DEMO_ISSUER, jwks=public_jwks(key_path))
 
 
-def client_token(key_path: Path, audience: str, lifetime: int = 300) -> str:
+def client_token(
+    key_path: Path, audience: str, lifetime: int = 300, issuer: str = DEMO_ISSUER, kid: str = DEMO_KID
+) -> str:
     """A fresh JWT for one call to ``audience``, as a CDS client signs it (spec §3.2)."""
     now = int(time.time())
     claims = {
-        "iss": DEMO_ISSUER,
+        "iss": issuer,
         "aud": audience,
         "iat": now,
         "exp": now + lifetime,
         "jti": str(uuid.uuid4()),
     }
-    headers = {"kid": DEMO_KID, "typ": "JWT"}
+    headers = {"kid": kid, "typ": "JWT"}
     return jwt.encode(claims, key_path.read_bytes(), algorithm="ES384", headers=headers)

@@ -35,7 +35,10 @@ class EmbeddedGunicorn(BaseApplication):
         return self.factory()
 
 
-def serve(factory: Callable[[], Flask], bind: str, workers: int, threads: int) -> None:
+def serve(
+    factory: Callable[[], Flask], bind: str, workers: int, threads: int, extra: dict | None = None
+) -> None:
+    """``extra``: further gunicorn settings (the demo quiets the log to keep its own output readable)."""
     prepare_multiprocess()
     EmbeddedGunicorn(
         factory,
@@ -49,5 +52,6 @@ def serve(factory: Callable[[], Flask], bind: str, workers: int, threads: int) -
             "keepalive": 5,
             "accesslog": None,
             "child_exit": lambda _server, worker: worker_exited(worker.pid),
-        },
+        }
+        | (extra or {}),
     ).run()

@@ -1,0 +1,65 @@
+"""The sandbox EHR's own access to its FHIR server: as the system of record it reads and writes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import requests
+
+FHIR_JSON = "application/fhir+json"
+PAGE_SIZE = "200"
+
+
+class FhirStoreError(Exception):
+    """A refused or failed FHIR request; ``status`` is the server's HTTP status (502 if unreachable)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class FhirStore:
+    base_url: str
+    timeout: float = 10.0
+    session: requests.Session = field(default_factory=requests.Session)
+
+    def __post_init__(self) -> None:
+        self.base_url = self.base_url.rstrip("/")
+
+    def read(self, resource_type: str, resource_id: str) -> dict:
+        return self._call("GET", f"{resource_type}/{resource_id}")
+
+    def search(self, resource_type: str, **params: str) -> list[dict]:
+        """Every match of a search (one page of up to 200 is plenty for one chart)."""
+        bundle = self._call("GET", resource_type, params={"_count": PAGE_SIZE, **params})
+        return [entry["resource"] for entry in bundle.get("entry", []) if "resource" in entry]
+
+    def create(self, resource: dict) -> dict:
+        return self._call("POST", resource["resourceType"], json=resource)
+
+    def update(self, resource: dict) -> dict:
+        return self._call("PUT", f"{resource['resourceType']}/{resource['id']}", json=resource)
+
+    def transaction(self, bundle: dict) -> dict:
+        return self._call("POST", "", json=bundle)
+
+    def _call(self, method: str, path: str, **kwargs: object) -> dict:
+        url = f"{self.base_url}/{path}" if path else self.base_url
+        headers = {"Accept": FHIR_JSON, "Content-Type": FHIR_JSON}
+        try:
+            response = self.session.request(method, url, headers=headers, timeout=self.timeout, **kwargs)
+        except requests.RequestException as error:
+            raise FhirStoreError(f"FHIR server unreachable ({type(error).__name__})", 502) from None
+        body = _json(response)
+        if response.status_code >= 400:
+            raise FhirStoreError(f"FHIR server answered HTTP {response.status_code}", response.status_code)
+        return body
+
+
+def _json(response: requests.Response) -> dict:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}

@@ -1,0 +1,32 @@
+"""Runs the sandbox EHR as its own process (the demo starts it): ``python -m app.sandbox_ehr.server``.
+
+One worker process, because the cards the clinician has on screen are kept in its memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from app.sandbox_ehr import SandboxConfig, create_app
+from app.sandbox_ehr.cds_client import ClientIdentity
+from app.wsgi_server import serve
+
+THREADS = 8
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--bind", required=True, help="address:port, e.g. 127.0.0.1:8001")
+    parser.add_argument("--fhir", required=True, help="base URL of the EHR's FHIR server")
+    parser.add_argument("--cds", required=True, help="URL of the CDS services (…/cds-services)")
+    parser.add_argument("--key-dir", required=True, type=Path, help="folder of the EHR's signing key")
+    arguments = parser.parse_args(argv)
+    config = SandboxConfig(arguments.fhir, arguments.cds, ClientIdentity.in_directory(arguments.key_dir))
+    serve(
+        lambda: create_app(config), arguments.bind, 1, THREADS, {"loglevel": "warning", "graceful_timeout": 3}
+    )
+
+
+if __name__ == "__main__":
+    main()
