@@ -38,7 +38,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions[DATABASE_KEY] = engine
     models = load_model_cards()
     app.extensions[MODEL_CARDS_KEY] = models
-    backend = GovernedBackend(build_catalogue(models, settings.base_url), engine, settings)
+    backend = GovernedBackend(build_catalogue(models, settings.base_url, settings), engine, settings)
     cds_hooks.init_app(app, _cds_hooks_config(settings, backend))
     app.register_blueprint(smart_launch.bp)
     app.register_blueprint(api.bp)

@@ -36,7 +36,10 @@ def test_a_card_missing_an_attribute_does_not_load_and_names_it(tmp_path):
 
 def test_the_api_lists_models_and_shows_one_with_attributes_and_history(app, client):
     listed = client.get("/api/models").get_json()["models"]
-    assert [(m["id"], m["status"]) for m in listed] == [("medication-safety", "active")]
+    assert sorted((m["id"], m["status"]) for m in listed) == [
+        ("discharge-summary-draft", "active"),
+        ("medication-safety", "active"),
+    ]
     model = app.extensions[MODEL_CARDS_KEY]["medication-safety"]
     change_status(
         app.extensions[DATABASE_KEY],
