@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import click
 from flask import current_app
@@ -16,6 +17,7 @@ from app.demo_client import client_token, ensure_key
 from app.governance.change_control import AUTHORISED_ROLES, STATUS_AFTER, ChangeRefused, change_status
 from app.governance.lifecycle import current_status
 from app.migrate import upgrade
+from app.prompt_cards import recorded_and_actual_hash
 from app.wsgi_server import DEFAULT_THREADS, default_workers, serve
 from smart_launch.blueprint import MODEL_CARDS_KEY
 
@@ -132,6 +134,22 @@ def _change_command(action: str, status: str) -> click.Command:
 
 for _action, _status in STATUS_AFTER.items():
     model_group.add_command(_change_command(_action, _status))
+
+
+@main.group("prompt")
+def prompt_group() -> None:
+    """Prompt cards (versioned, immutable prompt templates)."""
+
+
+@prompt_group.command("hash")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def prompt_hash_command(path: Path) -> None:
+    """Print the content_sha256 a prompt card's template needs (exit 1 if the file records another)."""
+    recorded, actual = recorded_and_actual_hash(path)
+    click.echo(actual)
+    if recorded != actual:
+        click.echo(f"{path.name}: content_sha256 records {recorded or 'nothing'}", err=True)
+        raise SystemExit(1)
 
 
 @main.group("audit")

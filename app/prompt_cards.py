@@ -15,6 +15,7 @@ from pathlib import Path
 from string import Template
 from typing import Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from app.validated_files import InvalidFile, load_validated
@@ -99,6 +100,13 @@ def content_hash(prompt_id: str, version: int, template: PromptTemplate) -> str:
     content = {"id": prompt_id, "version": version, **template.model_dump()}
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def recorded_and_actual_hash(path: Path) -> tuple[str, str]:
+    """For authors of a new version: the hash in the file and the one its content needs."""
+    data = yaml.safe_load(path.read_text())
+    actual = content_hash(data["id"], data["version"], PromptTemplate.model_validate(data["template"]))
+    return str(data.get("content_sha256", "")), actual
 
 
 def load_prompt_cards(directory: Path | None = None) -> dict[str, PromptCard]:

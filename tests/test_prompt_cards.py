@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
+from click.testing import CliRunner
 
+from app.cli import main
 from app.prompt_cards import PROMPTS_DIRECTORY, load_prompt_cards, prompt_document
 from app.validated_files import InvalidFile
 
@@ -106,3 +108,24 @@ def test_the_fhir_server_accepts_the_prompt_document(fhir_server):
     read = requests.get(f"{fhir_server}/DocumentReference/{document['id']}", timeout=10).json()
     assert read["type"]["coding"] == [{"system": AI_INPUTS, "code": "AIInputPrompt"}]
     assert read["content"][0]["attachment"]["data"] == document["content"][0]["attachment"]["data"]
+
+
+def test_the_prompt_hash_command_prints_the_hash_a_new_version_needs(tmp_path):
+    runner = CliRunner()
+    current = runner.invoke(main, ["prompt", "hash", str(SOURCE)])
+    assert current.exit_code == 0
+    assert current.output.strip() == load_prompt_cards()["discharge-summary"].content_sha256
+
+    def new_version(content: dict) -> None:
+        content["version"] = 2
+        content["template"]["user"] = "Summarise:\n${resources}\n"
+
+    edited = _copy(tmp_path, new_version) / SOURCE.name
+    result = runner.invoke(main, ["prompt", "hash", str(edited)])
+    assert result.exit_code == 1
+    needed = result.stdout.strip()
+    assert needed != current.output.strip()
+    content = yaml.safe_load(edited.read_text())
+    content["content_sha256"] = needed
+    edited.write_text(yaml.safe_dump(content, sort_keys=False))
+    assert load_prompt_cards(tmp_path)["discharge-summary"].version == 2
