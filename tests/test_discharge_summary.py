@@ -155,7 +155,9 @@ def test_no_identifier_of_the_patient_appears_in_any_request_that_left(llm_app, 
         ("error-500", "http-error"),
     ],
 )
-def test_when_the_model_fails_the_card_comes_from_the_extractive_fallback(llm_app, llm, auth, mode, kind):
+def test_when_the_model_fails_the_card_comes_from_the_extractive_fallback(
+    llm_app, llm, auth, caplog, mode, kind
+):
     llm.mode = mode
     started = time.monotonic()
     card = call(llm_app.test_client(), auth)
@@ -166,6 +168,8 @@ def test_when_the_model_fails_the_card_comes_from_the_extractive_fallback(llm_ap
     _, text = proposed_document(card)
     assert "Community acquired pneumonia, onset 2026-02-01." in text
     assert len(llm.requests) == 1
+    assert f"({kind})" in caplog.text
+    assert [value for value in IDENTIFYING if value.lower() in caplog.text.lower()] == []
 
 
 def test_the_breaker_opens_after_repeated_failures_and_half_opens_later(llm_app, llm, auth):
@@ -189,3 +193,18 @@ def test_an_encounter_discharge_without_an_encounter_gives_no_card(client, auth)
     response = client.post(PATH, json=body, headers=auth(PATH))
     assert response.status_code == 200
     assert response.get_json() == {"cards": []}
+
+
+def test_discovery_lists_the_service_with_its_prefetch(client, auth):
+    services = client.get("/cds-services", headers=auth("/cds-services")).get_json()["services"]
+    [service] = [s for s in services if s["id"] == "discharge-summary-draft"]
+    assert service["hook"] == "encounter-discharge"
+    assert service["prefetch"]["encounter"] == "Encounter/{{context.encounterId}}"
+    assert set(service["prefetch"]) == {
+        "patient",
+        "encounter",
+        "conditions",
+        "procedures",
+        "medications",
+        "labs",
+    }
