@@ -6,6 +6,7 @@ import base64
 import time
 
 import pytest
+import requests
 
 from tests.card_rules import response_problems
 from tests.discharge_builders import (
@@ -208,3 +209,16 @@ def test_discovery_lists_the_service_with_its_prefetch(client, auth):
         "medications",
         "labs",
     }
+
+
+@pytest.mark.integration
+def test_the_fhir_server_accepts_the_proposed_document_as_the_ehr_would_create_it(client, auth, fhir_server):
+    document, _ = proposed_document(call(client, auth))
+    created = requests.post(
+        f"{fhir_server}/DocumentReference",
+        json=document,
+        headers={"Content-Type": "application/fhir+json"},
+        timeout=10,
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["docStatus"] == "preliminary"

@@ -86,8 +86,9 @@ def describe(resource: dict) -> str:
 def _encounter_sentences(encounter: dict) -> list[Sentence]:
     period = _period(encounter)
     ref = [reference(encounter)]
-    setting = concept_name(encounter.get("class") and {"coding": [encounter["class"]]}, "")
-    stay = f" ({setting})" if setting else ""
+    setting = encounter.get("class")
+    display = setting.get("display") or setting.get("code") if isinstance(setting, dict) else None
+    stay = f" ({display})" if isinstance(display, str) else ""
     start, end = _day(period.get("start")), _day(period.get("end"))
     sentences = [Sentence(text=f"Admitted on {start or 'an unrecorded date'}{stay}.", sources=ref)]
     reasons = [concept_name(r) for r in encounter.get("reasonCode") or () if isinstance(r, dict)]
