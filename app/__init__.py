@@ -37,7 +37,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions[DATABASE_KEY] = engine
     models = load_model_cards()
     app.extensions[MODEL_CARDS_KEY] = models
-    backend = GovernedBackend(build_catalogue(models, settings.base_url), engine, settings)
+    backend = GovernedBackend(build_catalogue(models, settings.base_url, settings), engine, settings)
     observability.init_app(app, settings, frozenset(backend.catalogue))
     rate_limit.init_app(app, settings)
     smart_config = _smart_config(settings, engine)

@@ -23,6 +23,7 @@ from app.governance.change_control import AUTHORISED_ROLES, STATUS_AFTER, Change
 from app.governance.lifecycle import current_status
 from app.migrate import upgrade
 from app.mock_ehr_auth.runner import run_mock_ehr
+from app.prompt_cards import recorded_and_actual_hash
 from app.registry import CARDS_DIRECTORY, load_model_cards
 from app.safety.dashboard import safety_summary
 from app.safety.events import CATEGORIES, SEVERITIES, ReportRefused, report_safety_event
@@ -243,6 +244,21 @@ def eval_command(models: tuple[str, ...], every: bool, size: int, seed: int, car
         raise click.UsageError(f"name models to evaluate (or --all); known: {', '.join(sorted(GENERATORS))}")
     for model_id in chosen:
         run_evaluation(model_id, size, seed, cards_dir)
+
+@main.group("prompt")
+def prompt_group() -> None:
+    """Prompt cards (versioned, immutable prompt templates)."""
+
+
+@prompt_group.command("hash")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def prompt_hash_command(path: Path) -> None:
+    """Print the content_sha256 a prompt card's template needs (exit 1 if the file records another)."""
+    recorded, actual = recorded_and_actual_hash(path)
+    click.echo(actual)
+    if recorded != actual:
+        click.echo(f"{path.name}: content_sha256 records {recorded or 'nothing'}", err=True)
+        raise SystemExit(1)
 
 
 @main.group("audit")

@@ -5,12 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from app.engines.base import Engine
+from app.engines.discharge_llm import LlmDrafter
+from app.engines.discharge_summary import DischargeSummaryEngine
 from app.engines.lace_knowledge import load_lace_knowledge
 from app.engines.medication_safety import EGFR_LOINC, MedicationSafetyEngine, load_medication_knowledge
 from app.engines.problem_list_gaps import ProblemListGapsEngine
 from app.engines.problem_list_knowledge import load_problem_list_knowledge
 from app.engines.readmission_lace import ReadmissionLaceEngine
+from app.prompt_cards import load_prompt_cards
 from app.registry import ModelCard
+from app.settings import Settings
 from cds_hooks.advice import CardSource
 from cds_hooks.discovery import ServiceDescriptor
 
@@ -23,6 +27,14 @@ MEDICATION_SAFETY_PREFETCH = {
     "renalFunction": f"Observation?patient={{{{context.patientId}}}}&code={EGFR_CODES}&_sort=-date",
     "allergies": "AllergyIntolerance?patient={{context.patientId}}",
     "conditions": "Condition?patient={{context.patientId}}&clinical-status=active",
+}
+DISCHARGE_SUMMARY_PREFETCH = {
+    "patient": "Patient/{{context.patientId}}",
+    "encounter": "Encounter/{{context.encounterId}}",
+    "conditions": "Condition?patient={{context.patientId}}&clinical-status=active",
+    "procedures": "Procedure?patient={{context.patientId}}&encounter={{context.encounterId}}",
+    "medications": "MedicationRequest?patient={{context.patientId}}&status=active",
+    "labs": "Observation?patient={{context.patientId}}&category=laboratory&_sort=-date&_count=100",
 }
 
 PROBLEM_LIST_GAPS_PREFETCH = {
@@ -67,11 +79,15 @@ def card_source(model: ModelCard, base_url: str, topic_code: str, topic_display:
     return CardSource(model.label, model.page_url(base_url), topic_code, topic_display)
 
 
-def build_catalogue(models: dict[str, ModelCard], base_url: str) -> dict[str, GovernedService]:
+def build_catalogue(
+    models: dict[str, ModelCard], base_url: str, settings: Settings | None = None
+) -> dict[str, GovernedService]:
+    """Every service; ``settings`` configure the language model (none: every engine stays offline)."""
     services = (
         _medication_safety(models, base_url),
         _problem_list_gaps(models, base_url),
         _readmission_risk(models, base_url),
+        _discharge_summary(models["discharge-summary-draft"], base_url, settings),
     )
     return {service.id: service for service in services}
 
@@ -143,5 +159,30 @@ def _readmission_risk(models: dict[str, ModelCard], base_url: str) -> GovernedSe
         usage_requirements=(
             "Needs read access to the patient's Patient, Encounter (the discharge and prior emergency "
             "visits) and Condition resources, by prefetch or fhirAuthorization."
+        ),
+    )
+
+
+def _discharge_summary(model: ModelCard, base_url: str, settings: Settings | None) -> GovernedService:
+    prompt = load_prompt_cards()["discharge-summary"]
+    drafter = LlmDrafter.from_settings(settings, prompt) if settings is not None else None
+    return GovernedService(
+        id="discharge-summary-draft",
+        hooks=("encounter-discharge",),
+        title="AI discharge summary draft",
+        description=(
+            "Drafts a discharge summary from the encounter, diagnoses, procedures, active medications "
+            "and recent results, each sentence citing its source; a private language model when "
+            "configured (de-identified input), otherwise an offline extractive summariser. The draft "
+            "is a preliminary DocumentReference a clinician reviews, edits and signs."
+        ),
+        model=model,
+        engine=DischargeSummaryEngine(
+            card_source(model, base_url, "discharge-summary-draft", "AI discharge summary draft"), drafter
+        ),
+        prefetch=DISCHARGE_SUMMARY_PREFETCH,
+        usage_requirements=(
+            "Needs read access to the patient's Patient, Encounter, Condition, Procedure, "
+            "MedicationRequest and laboratory Observation resources, by prefetch or fhirAuthorization."
         ),
     )

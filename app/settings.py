@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.audit.fhir_writer import WriteBackServer
@@ -19,6 +19,8 @@ from smart_launch.tenants import SmartEhr
 
 #: An origin a CSP ``frame-ancestors`` may name: scheme, host (``*.`` subdomains allowed), port.
 ORIGIN = r"^https?://(\*\.)?[A-Za-z0-9.-]+(:\d{1,5})?$"
+
+MIN_SECRET_LENGTH = 16
 
 
 class Settings(BaseSettings):
@@ -59,12 +61,31 @@ class Settings(BaseSettings):
     frame_ancestors: list[Annotated[str, Field(pattern=ORIGIN)]] = Field(default_factory=list)
     trusted_proxies: int = Field(default=0, ge=0)
     log_hash_key: str | None = None
+    llm_url: str = ""
+    llm_model: str = ""
+    llm_api_key: SecretStr = SecretStr("")
+    llm_deadline_seconds: float = Field(default=6.0, gt=0, le=30)
+    llm_breaker_failures: int = Field(default=3, ge=1)
+    llm_breaker_reset_seconds: float = Field(default=30.0, gt=0)
+    deidentify_secret: SecretStr = SecretStr("")
 
     @model_validator(mode="after")
     def _load_trusted_clients_file(self) -> Settings:
         if self.trusted_clients_file is not None:
             entries = json.loads(self.trusted_clients_file.read_text())
             self.trusted_clients = [*self.trusted_clients, *map(TrustedClient.model_validate, entries)]
+        return self
+
+    @model_validator(mode="after")
+    def _llm_needs_model_and_secret(self) -> Settings:
+        """A model endpoint without a model name or a de-identification secret must not start."""
+        if self.llm_url and not self.llm_model:
+            raise ValueError("COUNTERSIGN_LLM_MODEL must be set when COUNTERSIGN_LLM_URL is")
+        if self.llm_url and len(self.deidentify_secret.get_secret_value()) < MIN_SECRET_LENGTH:
+            raise ValueError(
+                f"COUNTERSIGN_DEIDENTIFY_SECRET (at least {MIN_SECRET_LENGTH} characters) must be set "
+                "when COUNTERSIGN_LLM_URL is"
+            )
         return self
 
     def writeback_target(self, fhir_server: str | None) -> str | None:

@@ -82,9 +82,7 @@ def _one_row_per_figure(section: dict) -> dict:
 
 
 def validity_statement(measured: MeasuredPerformance) -> str:
-    headline = "; ".join(
-        _describe(m) for m in measured.measures if m.scope in _headline_scopes(measured)
-    )
+    headline = "; ".join(_describe(m) for m in measured.measures if m.scope in _headline_scopes(measured))
     return (
         f"Measured by `{measured.command}` on {measured.evaluated_on.isoformat()} "
         f"over {measured.cohort_size} synthetic patients ({measured.dataset}, "

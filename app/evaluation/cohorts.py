@@ -249,10 +249,127 @@ def _poisson(rng: random.Random, mean: float) -> int:
     return count
 
 
+# discharge-summary-draft: every fact a summary should carry, and older results it should not repeat
+
+DISCHARGE_CONDITIONS = (
+    ("233604007", "Pneumonia"),
+    ("84114007", "Heart failure"),
+    ("13645005", "Chronic obstructive lung disease"),
+    ("44054006", "Type 2 diabetes mellitus"),
+    ("38341003", "Hypertension"),
+    ("49436004", "Atrial fibrillation"),
+    ("709044004", "Chronic kidney disease"),
+    ("35489007", "Depressive disorder"),
+    ("414916001", "Obesity"),
+    ("40930008", "Hypothyroidism"),
+    ("195967001", "Asthma"),
+    ("399211009", "History of myocardial infarction"),
+    ("230690007", "Cerebrovascular accident"),
+    ("69896004", "Rheumatoid arthritis"),
+    ("235595009", "Gastroesophageal reflux"),
+    ("271737000", "Anaemia"),
+    ("68566005", "Urinary tract infection"),
+    ("36971009", "Sinusitis"),
+    ("267036007", "Dyspnoea"),
+    ("22298006", "Myocardial infarction"),
+)
+DISCHARGE_DRUGS = (
+    ("6809", "metformin"),
+    ("29046", "lisinopril"),
+    ("83367", "atorvastatin"),
+    ("1364430", "apixaban"),
+    ("4603", "furosemide"),
+    ("7646", "omeprazole"),
+    ("10582", "levothyroxine"),
+    ("723", "amoxicillin"),
+    ("20352", "carvedilol"),
+    ("52175", "losartan"),
+    ("1191", "aspirin"),
+    ("32968", "clopidogrel"),
+    ("36567", "simvastatin"),
+    ("9997", "spironolactone"),
+    ("5640", "ibuprofen"),
+    ("161", "acetaminophen"),
+    ("6918", "metoprolol"),
+    ("17767", "amlodipine"),
+    ("8896", "prednisone"),
+    ("2551", "ciprofloxacin"),
+    ("25480", "gabapentin"),
+    ("32937", "paroxetine"),
+    ("36437", "sertraline"),
+    ("1202", "atenolol"),
+)
+DISCHARGE_TESTS = (
+    ("2160-0", "Creatinine", "mg/dL"),
+    ("2823-3", "Potassium", "mmol/L"),
+    ("2951-2", "Sodium", "mmol/L"),
+    ("718-7", "Hemoglobin", "g/dL"),
+    ("6690-2", "Leukocytes", "10*3/uL"),
+    ("1988-5", "C reactive protein", "mg/L"),
+    ("2345-7", "Glucose", "mg/dL"),
+    ("4548-4", "Hemoglobin A1c", "%"),
+    ("33762-6", "NT-proBNP", "pg/mL"),
+    ("777-3", "Platelets", "10*3/uL"),
+    ("1742-6", "ALT", "U/L"),
+    ("3094-0", "Urea nitrogen", "mg/dL"),
+    ("2093-3", "Cholesterol", "mg/dL"),
+    ("3016-3", "TSH", "m[IU]/L"),
+)
+DISCHARGE_PROCEDURES = (
+    ("399208008", "Chest X-ray"),
+    ("40701008", "Echocardiography"),
+    ("29303009", "Electrocardiogram"),
+    ("77477000", "CT of abdomen"),
+    ("387713003", "Surgical procedure"),
+    ("73761001", "Colonoscopy"),
+)
+
+
+def discharge_summary_case(rng: random.Random, index: int) -> Case:
+    """Truth is per fact (``kind|reference``): every active diagnosis, procedure and medication, and the
+    latest result of each test, belongs in the summary; an older result of the same test does not."""
+    who = person(rng, f"ds-{index:05d}", COHORT_DATE.date())
+    pid = who.patient["id"]
+    admitted = COHORT_DATE - timedelta(days=rng.randint(1, 12))
+    encounter = records.encounter(
+        "index", pid, "IMP", admitted, (COHORT_DATE - admitted).total_seconds() / 3600
+    )
+    resources: list[dict] = [who.patient, encounter]
+    truth: dict[str, bool] = {}
+    for n, (code, name) in enumerate(rng.sample(DISCHARGE_CONDITIONS, k=min(20, 1 + _poisson(rng, 5)))):
+        resources.append(records.condition(f"{pid}-c{n}", pid, snomed=code, display=name))
+        truth[f"diagnoses|Condition/{pid}-c{n}"] = True
+    for n, (code, name) in enumerate(rng.sample(DISCHARGE_PROCEDURES, k=min(6, _poisson(rng, 1.5)))):
+        resources.append(
+            records.procedure(f"{pid}-p{n}", pid, "index", code, name, admitted + timedelta(hours=6))
+        )
+        truth[f"procedures|Procedure/{pid}-p{n}"] = True
+    for n, drug in enumerate(rng.sample(DISCHARGE_DRUGS, k=min(24, 1 + _poisson(rng, 7)))):
+        resources.append(records.medication(f"{pid}-m{n}", pid, drug, "active", 10, 1))
+        truth[f"medications|MedicationRequest/{pid}-m{n}"] = True
+    for n, (loinc, _, unit) in enumerate(rng.sample(DISCHARGE_TESTS, k=rng.randint(1, len(DISCHARGE_TESTS)))):
+        for r in range(rng.randint(1, 3)):  # r = 0 is the latest result
+            ref = f"{pid}-l{n}-{r}"
+            resources.append(
+                records.lab(
+                    ref,
+                    pid,
+                    loinc,
+                    rng.uniform(1, 200),
+                    unit,
+                    COHORT_DATE - timedelta(days=r * 2 + rng.random()),
+                )
+            )
+            truth[f"results|Observation/{ref}"] = r == 0
+    data = PatientData("encounter-discharge", pid, tuple(resources), encounter_id="Encounter/index")
+    return Case(pid, who.demographics, data, truth)
+
+
 GENERATORS: dict[str, Callable[[random.Random, int], Case]] = {
     "medication-safety": medication_safety_case,
     "problem-list-gaps": problem_list_case,
     "readmission-risk": readmission_case,
+    "discharge-summary-draft": discharge_summary_case,
 }
 
 

@@ -47,10 +47,16 @@ def medication(
     return request
 
 
-def condition(cond_id: str, patient_id: str, *, snomed: str | None = None, icd10: str | None = None) -> dict:
+def condition(
+    cond_id: str, patient_id: str, *, snomed: str | None = None, icd10: str | None = None, display: str = ""
+) -> dict:
     codings = []
     if snomed:
-        codings.append({"system": SNOMED, "code": snomed})
+        codings.append(
+            {"system": SNOMED, "code": snomed, "display": display}
+            if display
+            else {"system": SNOMED, "code": snomed}
+        )
     if icd10:
         codings.append({"system": ICD10CM, "code": icd10})
     return {
@@ -77,3 +83,17 @@ def encounter(
         "subject": {"reference": f"Patient/{patient_id}"},
         "period": {"start": start.isoformat(), "end": (start + timedelta(hours=hours)).isoformat()},
     } | extra
+
+
+def procedure(
+    proc_id: str, patient_id: str, encounter_id: str, snomed: str, display: str, when: datetime
+) -> dict:
+    return {
+        "resourceType": "Procedure",
+        "id": proc_id,
+        "status": "completed",
+        "code": {"coding": [{"system": SNOMED, "code": snomed, "display": display}], "text": display},
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "encounter": {"reference": f"Encounter/{encounter_id}"},
+        "performedDateTime": when.isoformat(),
+    }

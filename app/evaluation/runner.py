@@ -6,10 +6,12 @@ always yields the same figures; the guardrails are governance, measured on the s
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from app.engines.base import Engine
+from app.engines.discharge_summary import DischargeSummaryEngine
 from app.engines.lace_knowledge import load_lace_knowledge
 from app.engines.medication_safety import MedicationSafetyEngine, load_medication_knowledge
 from app.engines.problem_list_gaps import ProblemListGapsEngine
@@ -17,11 +19,12 @@ from app.engines.problem_list_knowledge import load_problem_list_knowledge
 from app.engines.readmission_lace import ReadmissionLaceEngine
 from app.evaluation.cohorts import COHORT_DATE, Case, Cohort
 from app.evaluation.measures import CalibrationBand, Measure, auroc, calibration, classification
-from cds_hooks.advice import CardSource
+from cds_hooks.advice import AdviceSet, CardSource
 
 EVALUATION_SOURCE = CardSource("evaluation", "urn:countersign:evaluation", "evaluation", "Evaluation")
 DEMOGRAPHIC_VARIABLES = ("sex", "age_band", "race", "ethnicity")
 LACE_BANDS = ((0, 4), (5, 9), (10, 14), (15, 19))
+FACT_SEPARATOR = "|"
 
 
 @dataclass(frozen=True)
@@ -60,10 +63,16 @@ def _readmission_risk() -> tuple[Engine, Callable[[str], str]]:
     return engine, lambda _: "readmitted"
 
 
+def _discharge_summary() -> tuple[Engine, Callable[[str], str]]:
+    """The offline extractive summariser: what runs when no language model is configured."""
+    return DischargeSummaryEngine(EVALUATION_SOURCE, None, clock=lambda: COHORT_DATE), str
+
+
 ENGINES: dict[str, Callable[[], tuple[Engine, Callable[[str], str]]]] = {
     "medication-safety": _medication_safety,
     "problem-list-gaps": _problem_list_gaps,
     "readmission-risk": _readmission_risk,
+    "discharge-summary-draft": _discharge_summary,
 }
 
 
@@ -72,14 +81,26 @@ def evaluate(model_id: str, cohort: Cohort, progress: Callable[[int], None] = la
     predictions = []
     for case in cohort.cases:
         result = engine.suggest(case.data)
-        score = engine.score(case.data).total if isinstance(engine, ReadmissionLaceEngine) else None
-        predictions.append(Prediction(case, frozenset(scope_of(a.rule_id) for a in result.advice), score))
+        if any(FACT_SEPARATOR in key for key in case.truth):
+            predictions.extend(_fact_predictions(case, result))
+        else:
+            score = engine.score(case.data).total if isinstance(engine, ReadmissionLaceEngine) else None
+            predictions.append(Prediction(case, frozenset(scope_of(a.rule_id) for a in result.advice), score))
         progress(1)
     return Evaluation(
         measures=tuple(_measures(predictions)),
         subgroups=tuple(_subgroups(predictions)),
         calibration=tuple(_calibration(predictions)),
     )
+
+
+def _fact_predictions(case: Case, result: AdviceSet) -> Iterator[Prediction]:
+    """For a summariser, each fact (``scope|reference``) is a prediction: did the draft cite it?"""
+    cited = {item.reference for advice in result.advice for item in advice.evidence}
+    for key, actual in case.truth.items():
+        scope, reference = key.split(FACT_SEPARATOR, 1)
+        fact = dataclasses.replace(case, truth={scope: actual})
+        yield Prediction(fact, frozenset({scope}) if reference in cited else frozenset())
 
 
 def _measures(predictions: list[Prediction], **slice_: str) -> list[Measure]:

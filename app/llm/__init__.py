@@ -1,0 +1,1 @@
+"""Private language-model endpoints: the chat client and its circuit breaker."""
