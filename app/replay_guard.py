@@ -22,6 +22,9 @@ class SeenToken(SQLModel, table=True):
     expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, index=True))
 
 
+CLAIM = insert(SeenToken)  # built once: every authenticated call runs it
+
+
 class DatabaseReplayGuard:
     """Insert-or-fail on (iss, jti): the primary key makes the check atomic across processes."""
 
@@ -34,7 +37,7 @@ class DatabaseReplayGuard:
         try:
             with self.engine.begin() as connection:
                 self._purge_expired(connection)
-                connection.execute(insert(SeenToken), {"iss": iss, "jti": jti, "expires_at": expires_at})
+                connection.execute(CLAIM, {"iss": iss, "jti": jti, "expires_at": expires_at})
         except IntegrityError:
             return False
         return True

@@ -7,7 +7,7 @@ import json
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection, bindparam, insert
 from sqlmodel import Session, select
 
 from app.audit.tables import CardDecision, CardSet, IssuedCard
@@ -17,6 +17,23 @@ from cds_hooks.advice import AdviceSet
 from cds_hooks.backend import HookCall, UnknownCards, UnknownSuggestions
 from cds_hooks.cards import RenderedCard
 from cds_hooks.models import FeedbackItem
+
+# Statements built once: the hook path runs them on every call.
+INSERT_CARD_SET = insert(CardSet).returning(CardSet.id)
+INSERT_ISSUED_CARDS = insert(IssuedCard)
+RECENT_OVERRIDES = select(CardDecision.card_uuid).where(
+    CardDecision.received_at >= bindparam("since"), CardDecision.outcome == "overridden"
+)
+OVERRIDDEN_RULES = (
+    select(IssuedCard.rule_id)
+    .join(CardSet, CardSet.id == IssuedCard.card_set_id)
+    .where(
+        IssuedCard.uuid.in_(bindparam("uuids", expanding=True)),
+        CardSet.service_id == bindparam("service_id"),
+        CardSet.patient_id == bindparam("patient_id"),
+        CardSet.user_id == bindparam("user_id"),
+    )
+)
 
 
 def insert_card_set(
@@ -28,7 +45,7 @@ def insert_card_set(
     costs more than the hook's own logic.
     """
     card_set_id = connection.execute(
-        insert(CardSet).returning(CardSet.id),
+        INSERT_CARD_SET,
         {
             "uuid": str(uuid.uuid4()),
             "hook_instance": call.request.hookInstance,
@@ -48,7 +65,7 @@ def insert_card_set(
     ).scalar_one()
     if cards:
         rows = [_issued_card(card_set_id, call.service_id, rendered) for rendered in cards]
-        connection.execute(insert(IssuedCard), rows)
+        connection.execute(INSERT_ISSUED_CARDS, rows)
     return card_set_id
 
 
@@ -161,25 +178,8 @@ def recent_override_rules(
     Starts from the few recent overrides (indexed by time), never from the patient's whole history,
     so the cost on the hook path does not grow with the number of cards a patient has had.
     """
-    recent = (
-        connection.execute(
-            select(CardDecision.card_uuid).where(
-                CardDecision.received_at >= since, CardDecision.outcome == "overridden"
-            )
-        )
-        .scalars()
-        .all()
-    )
+    recent = connection.execute(RECENT_OVERRIDES, {"since": since}).scalars().all()
     if not recent:
         return set()
-    query = (
-        select(IssuedCard.rule_id)
-        .join(CardSet, CardSet.id == IssuedCard.card_set_id)
-        .where(
-            IssuedCard.uuid.in_(recent),
-            CardSet.service_id == service_id,
-            CardSet.patient_id == patient_id,
-            CardSet.user_id == user_id,
-        )
-    )
-    return set(connection.execute(query).scalars())
+    parameters = {"uuids": recent, "service_id": service_id, "patient_id": patient_id, "user_id": user_id}
+    return set(connection.execute(OVERRIDDEN_RULES, parameters).scalars())

@@ -32,6 +32,11 @@ class LedgerEntry(SQLModel, table=True):
     entry_hash: str = Field(unique=True)
 
 
+# Statements built once: every hook call appends an entry.
+CHAIN_HEAD = select(LedgerEntry.seq, LedgerEntry.entry_hash).order_by(LedgerEntry.seq.desc()).limit(1)
+INSERT_ENTRY = insert(LedgerEntry)
+
+
 def canonical(content: dict) -> str:
     return orjson.dumps(content, option=orjson.OPT_SORT_KEYS).decode()
 
@@ -45,9 +50,7 @@ def append(connection: Connection, kind: str, content: dict) -> int:
     """Add an entry on the caller's transaction, so it commits with the records it describes."""
     if connection.dialect.name == "postgresql":
         connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({LEDGER_LOCK_KEY})")
-    last = connection.execute(
-        select(LedgerEntry.seq, LedgerEntry.entry_hash).order_by(LedgerEntry.seq.desc()).limit(1)
-    ).first()
+    last = connection.execute(CHAIN_HEAD).first()
     seq, prev_hash = (last.seq + 1, last.entry_hash) if last else (1, GENESIS_HASH)
     recorded_at = utcnow().isoformat()
     text = canonical(content)
@@ -59,7 +62,7 @@ def append(connection: Connection, kind: str, content: dict) -> int:
         "prev_hash": prev_hash,
         "entry_hash": entry_hash(seq, kind, recorded_at, text, prev_hash),
     }
-    connection.execute(insert(LedgerEntry), row)
+    connection.execute(INSERT_ENTRY, row)
     return seq
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, Connection, DateTime, select
+from sqlalchemy import Column, Connection, DateTime, bindparam, select
 from sqlmodel import Field, SQLModel
 
 from app.db import utcnow
@@ -36,11 +36,15 @@ class ModelChange(SQLModel, table=True):
     )
 
 
+# Built once: the hook path runs it on every call, and building a statement costs more than running it.
+LATEST_STATUS = (
+    select(ModelChange.status)
+    .where(ModelChange.model_id == bindparam("model_id"), ModelChange.model_version == bindparam("version"))
+    .order_by(ModelChange.id.desc())
+    .limit(1)
+)
+
+
 def current_status(connection: Connection, model: ModelCard) -> str:
-    latest = connection.execute(
-        select(ModelChange.status)
-        .where(ModelChange.model_id == model.id, ModelChange.model_version == model.version)
-        .order_by(ModelChange.id.desc())
-        .limit(1)
-    ).scalar()
+    latest = connection.execute(LATEST_STATUS, {"model_id": model.id, "version": model.version}).scalar()
     return latest or model.status
