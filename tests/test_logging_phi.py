@@ -13,6 +13,9 @@ import pytest
 from app import WORKER_KEY
 from app.observability import logging as json_logging
 from tests.builders import full_prefetch, medication_request, order_sign_request
+from tests.discharge_builders import IDENTIFYING as DISCHARGE_IDENTIFYING
+from tests.discharge_builders import discharge_request, model_answer
+from tests.fake_llm_server import FakeLlmServer
 from tests.writeback_helpers import drain, put, writeback_settings
 
 SERVICE = "/cds-services/medication-safety"
@@ -150,3 +153,27 @@ def test_the_filter_hashes_free_text_exceptions_and_unknown_fields_but_keeps_cod
     assert third["message"].startswith("h:")
     text = "\n".join(log_lines())
     assert not [phi for phi in PHI if phi in text]
+
+
+def test_a_language_model_call_through_de_identification_logs_no_phi(make_app, auth, log_lines):
+    """The discharge draft: one good answer, one failure; neither the logs nor the requests to the
+    model carry the patient's identifiers."""
+    with FakeLlmServer(model_answer) as llm:
+        app = make_app(
+            llm_url=llm.base_url,
+            llm_model="test-model",
+            llm_api_key="test-key",
+            deidentify_secret="a-de-identification-secret-for-tests",
+            llm_deadline_seconds=1.0,
+            log_level="DEBUG",
+        )
+        client = app.test_client()
+        path = "/cds-services/discharge-summary-draft"
+        for mode in ("normal", "malformed"):
+            llm.mode = mode
+            response = client.post(path, json=discharge_request(), headers=auth(path))
+            assert response.status_code == 200 and len(response.get_json()["cards"]) == 1
+        sent = [json.dumps(body) for body in llm.requests]
+    assert len(sent) == 2
+    text = "\n".join([*log_lines(), *sent]).lower()
+    assert [value for value in DISCHARGE_IDENTIFYING if value.lower() in text] == []
