@@ -230,3 +230,38 @@ def test_bad_requests_get_precise_operation_outcomes(sandbox, fresh_patient):
     refused(f"/api/cards/{card['uuid']}/override", {"reason": "need-more-info"}, 409, "already")
     as_text = ehr.post(f"/api/patients/{patient_id}/drafts", data="x", content_type="text/plain")
     assert as_text.status_code == 415
+
+
+def service_of(item: dict) -> str:
+    return item["card"]["source"]["topic"]["code"]
+
+
+@pytest.mark.parametrize(
+    ("story", "rule"),
+    [
+        ("cs-hba1c-gap", "type-2-diabetes"),
+        ("cs-levothyroxine-gap", "hypothyroidism"),
+        ("cs-ckd-gap", "chronic-kidney-disease"),
+    ],
+)
+def test_opening_each_problem_list_story_shows_its_gap(sandbox, fresh_patient, story, rule):
+    cards = post(sandbox.test_client(), f"/api/patients/{fresh_patient(story)}/patient-view")["cards"]
+    assert [(service_of(c), rule_of(c)) for c in cards] == [("problem-list-gaps", rule)]
+
+
+def test_a_high_lace_discharge_gets_the_risk_card_and_a_draft_held_for_review(sandbox, fresh_patient):
+    cards = post(sandbox.test_client(), f"/api/patients/{fresh_patient('cs-discharge-high-lace')}/discharge")[
+        "cards"
+    ]
+    by_service = {service_of(c): c["card"] for c in cards}
+    assert set(by_service) == {"readmission-risk", "discharge-summary-draft"}
+    assert by_service["readmission-risk"]["summary"].startswith("High risk of readmission: LACE index")
+    draft = by_service["discharge-summary-draft"]
+    assert "suggestions" not in draft and draft["extension"]["health.countersign.ai"]["reviewRequired"]
+
+
+def test_a_low_lace_discharge_gets_only_the_draft(sandbox, fresh_patient):
+    cards = post(sandbox.test_client(), f"/api/patients/{fresh_patient('cs-discharge-low-lace')}/discharge")[
+        "cards"
+    ]
+    assert [service_of(c) for c in cards] == ["discharge-summary-draft"]
