@@ -6,13 +6,16 @@ from __future__ import annotations
 import base64
 import logging
 import re
+from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime
+from statistics import median
 
 import pytest
 from sqlalchemy import text
 
 from app import DATABASE_KEY, WORKER_KEY
-from app.db import utcnow
+from app.db import as_utc, utcnow
 from app.mock_ehr_auth import MockEhr
 from tests.smart_helpers import mock_ehr, smart_settings
 from tests.views_helpers import csrf_of, discharge_card, launch
@@ -59,6 +62,11 @@ def figure(page: str, model: str, name: str) -> str:
     return re.search(rf'data-figure="{name}">([^<]*)<', section).group(1).strip()
 
 
+def _at(value) -> datetime:
+    """SQLite hands a raw SQL timestamp back as text."""
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
 def report_form(client, csrf: str, **values: str):
     form = {
         "csrf_token": csrf,
@@ -88,9 +96,7 @@ def test_anonymous_visitors_get_the_launch_page_and_each_view_admits_only_its_ro
         assert governor.get("/app/safety").status_code == 200
 
 
-def test_the_dashboard_figures_equal_those_computed_from_the_raw_records(
-    smart_app, ehr, client, auth, fhir_server
-):
+def test_the_dashboard_figures_equal_those_computed_from_the_raw_records(smart_app, ehr, auth, fhir_server):
     hooks = smart_app.test_client()
     for _ in range(2):
         _, metformin, warfarin = order_sign_session(hooks, auth, fhir_server)
@@ -119,7 +125,19 @@ def test_the_dashboard_figures_equal_those_computed_from_the_raw_records(
     assert figure(page, model, "encounters") == str(len(encounters))
     assert figure(page, model, "events") == str(len(events)) == "1"
     assert figure(page, model, "per-1000") == str(round(1000 * len(events) / len(encounters), 2))
-    assert "risk-benefit-ratio (2)" in page or "risk-benefit-ratio" in page
+    reasons = Counter(
+        r.override_display or r.override_code
+        for r in rows(smart_app, "SELECT override_code, override_display FROM card_decision")
+        if r.override_code
+    )
+    assert reasons and all(f"{reason} ({count})" in page for reason, count in reasons.items())
+    hours = sorted(
+        (as_utc(_at(e.detected_at)) - as_utc(_at(e.card_shown_at))).total_seconds() / 3600 for e in events
+    )
+    assert (
+        figure(page, model, "time-to-detect")
+        == f"median {round(median(hours), 2)}, max {round(hours[-1], 2)}"
+    )
     assert "two-proportion z-test" in page and "|z| ≥ 3.0" in page and "insufficient data" in page
     assert '<svg class="chart"' in page and "<polyline" in page
 
