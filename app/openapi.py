@@ -99,6 +99,11 @@ def _pages(*statuses: int) -> dict[str, dict]:
     return {str(status): _html(PAGE_ERROR_MEANING[status]) for status in statuses}
 
 
+def _form(fields: tuple[str, ...]) -> dict:
+    schema = {"type": "object", "properties": {name: {"type": "string"} for name in fields}}
+    return {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": schema}}}
+
+
 def _redirect(description: str) -> dict:
     return {"description": description, "headers": {"Location": {"schema": {"type": "string"}}}}
 
@@ -108,6 +113,8 @@ PAGE_ERROR_MEANING = {
     401: "Not signed in: the launch page",
     403: "Signed in without the role, or the EHR refused",
     502: "The EHR's sign-in service could not be reached",
+    404: "Nothing to show: no such card, or nothing held for review on it",
+    409: "Already decided, or about a patient other than the one in context",
 }
 
 
@@ -137,6 +144,13 @@ MODEL_ID = {
     "required": True,
     "schema": {"type": "string"},
     "example": EXAMPLE_SERVICE,
+}
+CARD_UUID = {
+    "name": "card_uuid",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "example": "00000000-0000-4000-8000-000000000000",
 }
 CDS_SECURITY = [{"cdsClientJwt": []}]
 
@@ -302,6 +316,70 @@ PATHS: dict[str, Any] = {
                 for name in ("kind", "since", "until")
             ],
             "responses": {"200": _html("The audit trail"), **_pages(401, 403)},
+        }
+    },
+    "/app/safety": {
+        "get": {
+            "summary": "Safety dashboard from safety_summary() (cmio, safety-officer, auditor)",
+            "operationId": "appSafetyDashboard",
+            "responses": {"200": _html("The dashboard"), **_pages(401, 403)},
+        }
+    },
+    "/app/safety/report": {
+        "get": {
+            "summary": "Safety-event report form (clinician, cmio, safety-officer)",
+            "operationId": "appSafetyReportForm",
+            "parameters": [
+                {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
+                for name in ("card", "reported")
+            ],
+            "responses": {"200": _html("The form"), **_pages(401, 403)},
+        },
+        "post": {
+            "summary": "Report a safety event against a card (form post with the session's csrf_token)",
+            "operationId": "appSafetyReport",
+            "requestBody": _form(("csrf_token", "card", "category", "severity", "occurred", "description")),
+            "responses": {
+                "303": _redirect("To the form, with the recorded event's number"),
+                **_pages(400, 401, 403, 404),
+            },
+        },
+    },
+    "/app/patient": {
+        "get": {
+            "summary": "Patient AI activity: our cards for the patient in context, the EHR's Provenance "
+            "and AuditEvents (any role)",
+            "operationId": "appPatientActivity",
+            "responses": {"200": _html("The patient's AI activity"), **_pages(401, 403)},
+        }
+    },
+    "/app/reviews/{card_uuid}": {
+        "get": {
+            "summary": "Clinician review page of a held high-risk draft (clinician, cmio)",
+            "operationId": "appReview",
+            "parameters": [CARD_UUID],
+            "responses": {
+                "200": _html("The draft and its sources, or the decision"),
+                **_pages(401, 403, 404),
+            },
+        }
+    },
+    "/app/reviews/{card_uuid}/sign": {
+        "post": {
+            "summary": "Sign the edited draft: decision recorded, DocumentReference + AI-Provenance enqueued",
+            "operationId": "appReviewSign",
+            "parameters": [CARD_UUID],
+            "requestBody": _form(("csrf_token", "text")),
+            "responses": {"303": _redirect("To the review page"), **_pages(400, 401, 403, 404, 409)},
+        }
+    },
+    "/app/reviews/{card_uuid}/reject": {
+        "post": {
+            "summary": "Reject the draft with a reason: decision recorded, nothing written to the EHR",
+            "operationId": "appReviewReject",
+            "parameters": [CARD_UUID],
+            "requestBody": _form(("csrf_token", "reason", "comment")),
+            "responses": {"303": _redirect("To the review page"), **_pages(400, 401, 403, 404, 409)},
         }
     },
     "/app/launch": {

@@ -1,4 +1,5 @@
-"""The app's pages: launch, model catalogue, model card (with change control), audit trail.
+"""The app's pages: launch, model catalogue, model card (with change control), audit trail; the
+safety dashboard, patient AI activity and review pages register from their own modules.
 
 Every page declares who may see it; responses may be framed only by the configured EHRs and
 never leak a URL in ``Referer``.
@@ -15,7 +16,7 @@ from app.audit.ledger import verify_database
 from app.audit.trail import TrailFilter, entries, kinds
 from app.governance.lifecycle import current_status
 from app.model_card_text import attribute_rows, figure
-from smart_launch import launch
+from smart_launch import launch, patient_views, review_views, safety_views
 from smart_launch.config import EXTENSION_KEY, SmartConfig
 from smart_launch.fhir import SessionEnded, read
 from smart_launch.roles import GOVERNORS, ROLES
@@ -25,6 +26,9 @@ bp = Blueprint("smart_launch", __name__, url_prefix="/app", template_folder="tem
 MODEL_CARDS_KEY = "model_cards"
 AUDIT_READERS = ("auditor", "cmio", "safety-officer")
 launch.register(bp)
+safety_views.register(bp)
+patient_views.register(bp)
+review_views.register(bp)
 
 
 def init_app(app, config: SmartConfig) -> None:

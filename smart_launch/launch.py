@@ -8,7 +8,9 @@ URL so ``code`` and ``state`` leave the address bar.
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import secrets
 
 from flask import Blueprint, Response, redirect, render_template, request, url_for
@@ -30,7 +32,16 @@ from smart_launch.store import PendingAuthorization
 from smart_launch.tenants import SmartEhr
 
 log = logging.getLogger(__name__)
-CONTEXT_FIELDS = ("patient", "encounter", "fhirContext", "need_patient_banner", "smart_style_url", "intent")
+CONTEXT_FIELDS = (
+    "patient",
+    "encounter",
+    "fhirContext",
+    "need_patient_banner",
+    "smart_style_url",
+    "intent",
+    "appContext",
+)
+CARD_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 RELAUNCH = "This sign-in could not be completed. Launch Countersign again from your EHR."
 
 
@@ -194,9 +205,24 @@ def _signed_in(
         "launch": "ehr" if pending.launch is not None else "standalone"
     }
     store.save_session(config.engine, row)
-    response = redirect(url_for("smart_launch.catalogue"), 303)
+    card = review_card(row.context.get("appContext"))
+    landing = url_for("smart_launch.review", card_uuid=card) if card else url_for("smart_launch.catalogue")
+    response = redirect(landing, 303)
     set_session_cookie(response, cookie, embedded=pending.embedded)
     return response
+
+
+def review_card(app_context: object) -> str | None:
+    """The card to review when the EHR's ``appContext`` (a JSON string) asks for one, else None."""
+    if isinstance(app_context, str):
+        try:
+            app_context = json.loads(app_context)
+        except ValueError:
+            return None
+    if not isinstance(app_context, dict) or app_context.get("review") is not True:
+        return None
+    card = app_context.get("card")
+    return card if isinstance(card, str) and CARD_UUID.match(card) else None
 
 
 def logout():

@@ -86,6 +86,13 @@ def require_role(*roles: str, api: bool = False) -> Callable[[F], F]:
     return decorate
 
 
+def session_ended() -> tuple[str, int]:
+    """The EHR refused the session's tokens mid-request: the session is gone, show the launch page."""
+    g.smart_session = None
+    message = "Your EHR session has ended. Launch Countersign again from your EHR."
+    return render_template("launch.html", message=message, standalone=smart_config().standalone_ehr()), 401
+
+
 def _refuse(status: int, message: str, api: bool):
     if api:
         code = "login" if status == 401 else "forbidden"

@@ -19,6 +19,8 @@ from app.audit.fhir_writer import DeliveryError, FhirWriter
 from app.audit.tables import CardDecision, CardSet, IssuedCard
 from app.governance.lifecycle import ModelChange
 from app.registry import ModelCard
+from app.review.checkpoint import SIGNED_REVIEW
+from app.review.tables import ReviewDecision
 from app.safety.events import SAFETY_EVENT, SafetyEvent
 from fhir_profiles.ai_output import CardSetFacts, ai_output_provenance, guidance_response, request_group
 from fhir_profiles.audit_events import (
@@ -37,6 +39,7 @@ from fhir_profiles.decisions import (
 from fhir_profiles.device import ai_device, model_identifier
 from fhir_profiles.safety_report import SafetyReport, adverse_event
 from fhir_profiles.security_labels import URI_IDENTIFIER_SYSTEM
+from fhir_profiles.signed_document import SignedDraft, signed_document, signed_document_provenance
 
 CARD_SET, DECISION, MODEL_CHANGE = "card-set", "decision", "model-change"
 
@@ -93,6 +96,8 @@ class Deliverer:
                     bundle = self._decision_bundle(session, record_id, writer)
                 elif kind == SAFETY_EVENT:
                     bundle = self._safety_event_bundle(session, record_id)
+                elif kind == SIGNED_REVIEW:
+                    bundle = self._signed_review_bundle(session, record_id)
                 else:
                     bundle = self._model_change_bundle(session, record_id)
             except (ValidationError, KeyError, TypeError, ValueError) as error:
@@ -145,6 +150,31 @@ class Deliverer:
         bundle.add(adverse_event(report), f"safety-event.{event_id}.{event.card_uuid}")
         return bundle
 
+    def _signed_review_bundle(self, session: Session, review_id: int) -> TransactionBundle:
+        """The signed document, its AI-Provenance and the AuditEvent of our write (E5)."""
+        bundle = TransactionBundle()
+        review = session.get(ReviewDecision, review_id)
+        card = session.get(IssuedCard, review.card_uuid)
+        facts = self._facts(session, session.get(CardSet, card.card_set_id), bundle)
+        [held] = [s for s in card.held_for_review if s["uuid"] == review.suggestion_uuid]
+        [action] = [a for a in held["actions"] if a["type"] == "create"]
+        draft = SignedDraft(
+            held_document=action["resource"],
+            text=review.text,
+            signer=review.reviewer,
+            signed_at=review.decided_at,
+            device_ref=facts.device_ref,
+            suggestion_uuid=review.suggestion_uuid,
+            request_group_ref=bundle.add(request_group(facts), f"{facts.key}.request-group"),
+            evidence_refs=tuple(card.evidence_refs),
+        )
+        key = f"review.{review.card_uuid}"
+        document = bundle.add(signed_document(draft), f"{key}.document")
+        written = bundle.add(signed_document_provenance(draft, document), f"{key}.provenance")
+        audit = write_back_audit_event(facts.patient_id, written, review.reviewer, review.decided_at)
+        bundle.add(audit, f"{key}.audit-event")
+        return bundle
+
     def _facts(self, session: Session, card_set: CardSet, bundle: TransactionBundle) -> CardSetFacts:
         device_ref = self._device(bundle, card_set.model_id, card_set.model_version)
         cards = session.exec(select(IssuedCard).where(IssuedCard.card_set_id == card_set.id)).all()
@@ -160,7 +190,7 @@ class Deliverer:
             model_version=f"{card_set.model_id}-{card_set.model_version}",
             issued_at=card_set.created_at,
             input_refs=tuple(card_set.input_refs),
-            cards=tuple(sorted((c.card for c in cards), key=lambda card: card["uuid"])),
+            cards=tuple(sorted((_with_held(c) for c in cards), key=lambda card: card["uuid"])),
             fetched_prefetch_keys=tuple(card_set.fetched_prefetch_keys),
         )
 
@@ -236,6 +266,18 @@ def _accepted_target(action: dict, suggestion_uuid: str, writer: FhirWriter) -> 
     version = resource.get("meta", {}).get("versionId")
     reference = f"{resource_type}/{resource['id']}"
     return f"{reference}/_history/{version}" if version else reference
+
+
+def _with_held(card: IssuedCard) -> dict:
+    """The card as the RequestGroup records it: a proposal held for review is still the AI's
+    proposal (and an action needs a resource or sub-actions, rqg-1), so it is listed with the rest."""
+    if not card.held_for_review:
+        return card.card
+    suggestions = [*card.card.get("suggestions", []), *card.held_for_review]
+    return card.card | {
+        "suggestions": suggestions,
+        "selectionBehavior": card.card.get("selectionBehavior", "at-most-one"),
+    }
 
 
 def _redirect(value: object, aliases: dict[str, str]) -> object:

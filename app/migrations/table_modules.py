@@ -3,7 +3,8 @@
 from app import replay_guard
 from app.audit import ledger, outbox, tables
 from app.governance import lifecycle
+from app.review import tables as review_tables
 from app.safety import events
 from smart_launch import store as smart_store
 
-TABLE_MODULES = (tables, replay_guard, ledger, outbox, lifecycle, events, smart_store)
+TABLE_MODULES = (tables, replay_guard, ledger, outbox, lifecycle, events, smart_store, review_tables)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from urllib.parse import urlencode
 
@@ -120,6 +121,7 @@ def create_mock_ehr(state: MockState) -> Flask:
             encounter=body.get("encounter"),
             fhir_context=body.get("fhirContext") or [],
             need_patient_banner=bool(body.get("need_patient_banner", True)),
+            app_context=_app_context(body.get("appContext")),
         )
         return jsonify({"launch": state.new_launch(context), "iss": state.fhir_base}), 201
 
@@ -129,7 +131,10 @@ def create_mock_ehr(state: MockState) -> Flask:
         user, patient = request.args.get("user", ""), request.args.get("patient")
         if user not in state.users:
             return "unknown user", 400
-        launch_id = state.new_launch(LaunchContext(user_id=user, patient=patient))
+        context = LaunchContext(
+            user_id=user, patient=patient, app_context=_app_context(request.args.get("appContext"))
+        )
+        launch_id = state.new_launch(context)
         src = f"{request.args['app']}?{urlencode({'iss': state.fhir_base, 'launch': launch_id})}"
         return render_template_string(
             EHR_PAGE, src=src, patient=patient, width=request.args.get("width", "100%")
@@ -155,6 +160,13 @@ def create_mock_ehr(state: MockState) -> Flask:
         return Response(upstream.content, status=upstream.status_code, headers=headers)
 
     return app
+
+
+def _app_context(value: object) -> str | None:
+    """SMART's ``appContext`` is a string; a JSON object given by a test is sent as its JSON text."""
+    if value is None or value == "":
+        return None
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _bearer_token(state: MockState) -> IssuedToken | None:

@@ -158,6 +158,8 @@ def _consume_launch(state: MockState, launch_id: str | None, scope: str) -> dict
         context["encounter"] = launch.encounter
     if launch.fhir_context:
         context["fhirContext"] = launch.fhir_context
+    if launch.app_context:
+        context["appContext"] = launch.app_context
     return context
 
 

@@ -59,6 +59,7 @@ class LaunchContext:
     encounter: str | None = None
     fhir_context: list[dict] = field(default_factory=list)
     need_patient_banner: bool = True
+    app_context: str | None = None
     used: bool = False
 
 
