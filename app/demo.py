@@ -1,8 +1,14 @@
-"""``countersign demo``: a real FHIR test server with synthetic patients, the sandbox EHR, and
-Countersign trusting the EHR's key and writing back to the same FHIR server, all on loopback."""
+"""``countersign demo``: a real FHIR test server with synthetic patients, the sandbox EHR, the mock
+EHR authorization server (SMART), and Countersign trusting the EHR's key and writing back to the
+same FHIR server, all on loopback.
+
+Countersign is served under the other loopback name than the EHR (localhost vs 127.0.0.1), so the
+app in the chart's iframe is cross-site, as it is in a hospital.
+"""
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 import sys
 import time
@@ -12,19 +18,21 @@ from contextlib import contextmanager
 import click
 import requests
 
-from app import create_app
+from app import create_app, demo_smart
 from app.audit.fhir_writer import WriteBackServer
 from app.db import INSTANCE_DIR, default_database_url
 from app.demo_client import ensure_key, trusted_client
 from app.fhir_test_server import FhirTestServer
 from app.migrate import upgrade
 from app.sandbox_ehr.cds_client import SANDBOX_ISSUER, ClientIdentity
+from app.sandbox_ehr.launcher import SmartLauncher
 from app.sandbox_ehr.synthetic.loader import load_cohort
 from app.settings import Settings
 from app.wsgi_server import DEFAULT_THREADS, default_workers, serve
 from cds_hooks.auth import TrustedClient
+from smart_launch.tenants import SmartEhr
 
-STEPS = 6
+STEPS = 7
 QUIET_GUNICORN = {"loglevel": "warning"}
 
 
@@ -32,8 +40,8 @@ def _step(number: int, text: str) -> None:
     click.echo(f"[{number}/{STEPS}] {text}")
 
 
-def run_demo(host: str, port: int, ehr_port: int) -> None:
-    base_url = f"http://{host}:{port}"
+def run_demo(host: str, port: int, ehr_port: int, auth_port: int) -> None:
+    base_url = f"http://{other_loopback_name(host)}:{port}"
     ehr_url = f"http://{host}:{ehr_port}"
     environment = Settings()
     database_url = environment.database_url or default_database_url()
@@ -45,26 +53,43 @@ def run_demo(host: str, port: int, ehr_port: int) -> None:
         _step(3, "loading the synthetic patients (FHIR transactions)")
         patients = load_cohort(fhir.base_url)
         click.echo(f"      {len(patients)} patients, {sum(len(p.resources) for p in patients)} resources")
-        _step(4, "starting the sandbox EHR (its own ES384 key, published as a JWKS)")
-        ClientIdentity.in_directory(INSTANCE_DIR)
-        with _sandbox_ehr(host, ehr_port, fhir.base_url, f"{base_url}/cds-services"):
-            click.echo(f"      sandbox EHR: {ehr_url}/   JWKS: {ehr_url}/.well-known/jwks.json")
-            _step(5, "trusting the sandbox EHR and the demo client; write-back to the FHIR server")
-            settings = _settings(environment, base_url, database_url, fhir.base_url, ehr_url)
-            _step(6, "starting Countersign")
-            click.echo(f"      CDS discovery: {base_url}/cds-services  (needs a signed JWT)")
-            click.echo(f"Open the sandbox EHR: {ehr_url}/  (Ctrl-C stops everything)")
-            serve(
-                lambda: create_app(settings),
-                f"{host}:{port}",
-                default_workers(),
-                DEFAULT_THREADS,
-                QUIET_GUNICORN,
-            )
+        _step(4, "starting the mock EHR authorization server (SMART launch) in front of the FHIR server")
+        secret = secrets.token_urlsafe(32)
+        with demo_smart.mock_ehr(fhir.base_url, base_url, secret, host, auth_port) as auth:
+            click.echo(f"      SMART iss: {auth.iss}")
+            _step(5, "starting the sandbox EHR (its own ES384 key, published as a JWKS)")
+            ClientIdentity.in_directory(INSTANCE_DIR)
+            launcher = demo_smart.launcher(auth, base_url)
+            with _sandbox_ehr(host, ehr_port, fhir.base_url, f"{base_url}/cds-services", launcher):
+                click.echo(f"      sandbox EHR: {ehr_url}/   JWKS: {ehr_url}/.well-known/jwks.json")
+                _step(6, "trusting the sandbox EHR (CDS client, SMART EHR); write-back to the FHIR server")
+                smart_ehr = demo_smart.smart_ehr(auth, secret, ehr_url)
+                settings = _settings(environment, base_url, database_url, fhir.base_url, ehr_url, smart_ehr)
+                _step(7, "starting Countersign")
+                click.echo(f"      CDS discovery: {base_url}/cds-services  (needs a signed JWT)")
+                click.echo(f"      SMART app: {base_url}/app/  (launch it from a chart's Countersign button)")
+                click.echo(f"Open the sandbox EHR: {ehr_url}/  (Ctrl-C stops everything)")
+                serve(
+                    lambda: create_app(settings),
+                    f"{host}:{port}",
+                    default_workers(),
+                    DEFAULT_THREADS,
+                    QUIET_GUNICORN,
+                )
+
+
+def other_loopback_name(host: str) -> str:
+    """The loopback name the EHR does not use: the app in the EHR's iframe is then cross-site."""
+    return "127.0.0.1" if host == "localhost" else "localhost"
 
 
 def _settings(
-    environment: Settings, base_url: str, database_url: str, fhir_url: str, ehr_url: str
+    environment: Settings,
+    base_url: str,
+    database_url: str,
+    fhir_url: str,
+    ehr_url: str,
+    smart_ehr: SmartEhr,
 ) -> Settings:
     sandbox = TrustedClient(iss=SANDBOX_ISSUER, jwks_url=f"{ehr_url}/.well-known/jwks.json")
     return environment.model_copy(
@@ -79,13 +104,18 @@ def _settings(
             "writeback_servers": [*environment.writeback_servers, WriteBackServer(base_url=fhir_url)],
             "writeback_default_server": environment.writeback_default_server or fhir_url,
             "outbox_in_process": True,
+            "smart_ehrs": [*environment.smart_ehrs, smart_ehr],
+            "smart_allow_http_loopback": True,
         }
     )
 
 
 @contextmanager
-def _sandbox_ehr(host: str, port: int, fhir_url: str, cds_url: str, timeout: float = 30) -> Iterator[None]:
+def _sandbox_ehr(
+    host: str, port: int, fhir_url: str, cds_url: str, launcher: SmartLauncher, timeout: float = 30
+) -> Iterator[None]:
     """The sandbox EHR in a child process, stopped with the demo (Ctrl-C, or any failure)."""
+    users = [f"--launch-user={user.id}={user.label}" for user in launcher.users]
     command = [
         sys.executable,
         "-m",
@@ -98,6 +128,11 @@ def _sandbox_ehr(host: str, port: int, fhir_url: str, cds_url: str, timeout: flo
         cds_url,
         "--key-dir",
         str(INSTANCE_DIR),
+        "--smart-launches",
+        launcher.launches_url,
+        "--smart-app",
+        launcher.app_launch_url,
+        *users,
     ]
     process = subprocess.Popen(command)
     try:
