@@ -30,7 +30,7 @@ from app.mock_ehr_auth import BackgroundServer
 from app.sandbox_ehr import SandboxConfig
 from app.sandbox_ehr import create_app as create_sandbox_app
 from app.sandbox_ehr.cds_client import SANDBOX_ISSUER, ClientIdentity
-from app.sandbox_ehr.synthetic.cohort import CMIO
+from app.sandbox_ehr.synthetic.cohort import CLINICIAN, CMIO
 from app.settings import Settings
 from cds_hooks.auth import TrustedClient
 from tests.live_server import LiveServer
@@ -183,3 +183,18 @@ def _assert_written_back(fhir_server: str, patient_id: str, card_uuid: str, reas
     )
     assert {c["code"] for c in audit["subtype"]} >= {"model-version-paused"}
     assert audit["agent"][0]["who"]["reference"] == CMIO
+
+
+def test_a_cards_smart_link_launches_countersign_in_the_chart(page, stack, fresh_patient):
+    patient_id = fresh_patient("cs-renal-metformin")
+    page.goto(f"{stack.ehr_url}/patients/{patient_id}")
+    page.select_option("#orderable", "gabapentin-300-tid")
+    page.click("#add-draft")
+    card = page.locator(f'[data-hook="order-select"] .card[data-service="{SERVICE}"]')
+    expect(card).to_have_count(1)
+    card.locator("a.link.smart").click()
+    frame = page.frame_locator("#smart-frame")
+    expect(frame.get_by_role("heading", name="AI models")).to_be_visible()
+    expect(frame.get_by_text(f"{CLINICIAN} · clinician")).to_be_visible()
+    expect(frame.get_by_role("link", name="Audit trail")).to_have_count(0)
+    assert len(page.context.pages) == 1  # in the chart's iframe, not a new window
