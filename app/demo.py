@@ -8,11 +8,13 @@ app in the chart's iframe is cross-site, as it is in a hospital.
 
 from __future__ import annotations
 
+import os
 import secrets
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager as ContextManager
 from contextlib import contextmanager
 
 import click
@@ -55,15 +57,16 @@ def run_demo(host: str, port: int, ehr_port: int, auth_port: int) -> None:
         click.echo(f"      {len(patients)} patients, {sum(len(p.resources) for p in patients)} resources")
         _step(4, "starting the mock EHR authorization server (SMART launch) in front of the FHIR server")
         secret = secrets.token_urlsafe(32)
-        with demo_smart.mock_ehr(fhir.base_url, base_url, secret, host, auth_port) as auth:
-            click.echo(f"      SMART iss: {auth.iss}")
+        auth_url = f"http://{host}:{auth_port}"
+        with _mock_ehr(host, auth_port, fhir.base_url, base_url, secret):
+            click.echo(f"      SMART iss: {demo_smart.iss(auth_url)}")
             _step(5, "starting the sandbox EHR (its own ES384 key, published as a JWKS)")
             ClientIdentity.in_directory(INSTANCE_DIR)
-            launcher = demo_smart.launcher(auth, base_url)
+            launcher = demo_smart.launcher(auth_url, base_url)
             with _sandbox_ehr(host, ehr_port, fhir.base_url, f"{base_url}/cds-services", launcher):
                 click.echo(f"      sandbox EHR: {ehr_url}/   JWKS: {ehr_url}/.well-known/jwks.json")
                 _step(6, "trusting the sandbox EHR (CDS client, SMART EHR); write-back to the FHIR server")
-                smart_ehr = demo_smart.smart_ehr(auth, secret, ehr_url)
+                smart_ehr = demo_smart.smart_ehr(auth_url, secret, ehr_url)
                 settings = _settings(environment, base_url, database_url, fhir.base_url, ehr_url, smart_ehr)
                 _step(7, "starting Countersign")
                 click.echo(f"      CDS discovery: {base_url}/cds-services  (needs a signed JWT)")
@@ -110,11 +113,19 @@ def _settings(
     )
 
 
-@contextmanager
+def _mock_ehr(host: str, port: int, fhir_url: str, app_url: str, secret: str) -> ContextManager[None]:
+    """The mock EHR authorization server in a child process, out of gunicorn's master (run there as a
+    thread, the forked workers took the whole graceful timeout to stop); the secret goes in its
+    environment, not on its command line."""
+    command = [sys.executable, "-m", "app.demo_smart", "--fhir", fhir_url, "--app", app_url]
+    command += ["--host", host, "--port", str(port)]
+    environment = os.environ | {demo_smart.SECRET_ENV: secret}
+    return _child("the mock EHR", command, f"http://{host}:{port}/jwks", environment)
+
+
 def _sandbox_ehr(
-    host: str, port: int, fhir_url: str, cds_url: str, launcher: SmartLauncher, timeout: float = 30
-) -> Iterator[None]:
-    """The sandbox EHR in a child process, stopped with the demo (Ctrl-C, or any failure)."""
+    host: str, port: int, fhir_url: str, cds_url: str, launcher: SmartLauncher
+) -> ContextManager[None]:
     users = [f"--launch-user={user.id}={user.label}" for user in launcher.users]
     command = [
         sys.executable,
@@ -134,9 +145,17 @@ def _sandbox_ehr(
         launcher.app_launch_url,
         *users,
     ]
-    process = subprocess.Popen(command)
+    return _child("the sandbox EHR", command, f"http://{host}:{port}/.well-known/jwks.json")
+
+
+@contextmanager
+def _child(
+    name: str, command: list[str], health_url: str, environment: dict | None = None, timeout: float = 30
+) -> Iterator[None]:
+    """A child process, up once ``health_url`` answers, stopped with the demo (Ctrl-C, or any failure)."""
+    process = subprocess.Popen(command, env=environment)
     try:
-        _wait_until_up(f"http://{host}:{port}/.well-known/jwks.json", process, timeout)
+        _wait_until_up(name, health_url, process, timeout)
         yield
     finally:
         process.terminate()
@@ -147,15 +166,15 @@ def _sandbox_ehr(
             process.wait()
 
 
-def _wait_until_up(url: str, process: subprocess.Popen, timeout: float) -> None:
+def _wait_until_up(name: str, url: str, process: subprocess.Popen, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise click.ClickException(f"the sandbox EHR exited with status {process.returncode}")
+            raise click.ClickException(f"{name} exited with status {process.returncode}")
         try:
             if requests.get(url, timeout=1).status_code == 200:
                 return
         except requests.RequestException:
             pass
         time.sleep(0.2)
-    raise click.ClickException(f"the sandbox EHR did not start within {timeout:g} s")
+    raise click.ClickException(f"{name} did not start within {timeout:g} s")

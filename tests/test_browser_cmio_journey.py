@@ -66,13 +66,13 @@ def stack(
             writeback_servers=[WriteBackServer(base_url=fhir_server)],
             writeback_default_server=fhir_server,
             outbox_in_process=False,
-            smart_ehrs=[demo_smart.smart_ehr(auth, secret, ehr.url)],
+            smart_ehrs=[demo_smart.smart_ehr(auth.state.public_url, secret, ehr.url)],
             smart_allow_http_loopback=True,
         )
         upgrade(settings.database_url)
         countersign = create_app(settings)
         stop_worker = countersign.extensions[WORKER_KEY].start_in_background()
-        launcher = demo_smart.launcher(auth, app_url)
+        launcher = demo_smart.launcher(auth.state.public_url, app_url)
         sandbox = SandboxConfig(fhir_server, f"{app_url}/cds-services", identity, launcher=launcher)
         with BackgroundServer(countersign, "127.0.0.1", port):
             ehr.serve(create_sandbox_app(sandbox))

@@ -36,7 +36,7 @@ def sandbox(fhir_server: str, identity: ClientIdentity, launcher: SmartLauncher 
 
 @pytest.fixture
 def client(fhir_server: str, identity: ClientIdentity, auth: MockEhr):
-    return sandbox(fhir_server, identity, demo_smart.launcher(auth, APP_URL)).test_client()
+    return sandbox(fhir_server, identity, demo_smart.launcher(auth.state.public_url, APP_URL)).test_client()
 
 
 def launch(client, patient_id: str, **body: object):
