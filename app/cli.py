@@ -77,10 +77,11 @@ def db_upgrade_command() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to bind.")
 @click.option("--port", default=8000, show_default=True, help="Port of the Countersign service.")
 @click.option("--ehr-port", default=8001, show_default=True, help="Port of the sandbox EHR.")
-def demo_command(host: str, port: int, ehr_port: int) -> None:
+@click.option("--auth-port", default=8002, show_default=True, help="Port of the mock EHR's SMART server.")
+def demo_command(host: str, port: int, ehr_port: int, auth_port: int) -> None:
     """Run the product on embedded defaults: FHIR test server with synthetic patients, the sandbox
-    EHR as a trusted CDS client, and Countersign writing back to the same FHIR server."""
-    run_demo(host, port, ehr_port)
+    EHR as a trusted CDS client and SMART EHR, and Countersign writing back to the same FHIR server."""
+    run_demo(host, port, ehr_port, auth_port)
 
 
 @main.command("mock-ehr")

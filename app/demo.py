@@ -1,30 +1,40 @@
-"""``countersign demo``: a real FHIR test server with synthetic patients, the sandbox EHR, and
-Countersign trusting the EHR's key and writing back to the same FHIR server, all on loopback."""
+"""``countersign demo``: a real FHIR test server with synthetic patients, the sandbox EHR, the mock
+EHR authorization server (SMART), and Countersign trusting the EHR's key and writing back to the
+same FHIR server, all on loopback.
+
+Countersign is served under the other loopback name than the EHR (localhost vs 127.0.0.1), so the
+app in the chart's iframe is cross-site, as it is in a hospital.
+"""
 
 from __future__ import annotations
 
+import os
+import secrets
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager as ContextManager
 from contextlib import contextmanager
 
 import click
 import requests
 
-from app import create_app
+from app import create_app, demo_smart
 from app.audit.fhir_writer import WriteBackServer
 from app.db import INSTANCE_DIR, default_database_url
 from app.demo_client import ensure_key, trusted_client
 from app.fhir_test_server import FhirTestServer
 from app.migrate import upgrade
 from app.sandbox_ehr.cds_client import SANDBOX_ISSUER, ClientIdentity
+from app.sandbox_ehr.launcher import SmartLauncher
 from app.sandbox_ehr.synthetic.loader import load_cohort
 from app.settings import Settings
 from app.wsgi_server import DEFAULT_THREADS, default_workers, serve
 from cds_hooks.auth import TrustedClient
+from smart_launch.tenants import SmartEhr
 
-STEPS = 6
+STEPS = 7
 QUIET_GUNICORN = {"loglevel": "warning"}
 
 
@@ -32,8 +42,8 @@ def _step(number: int, text: str) -> None:
     click.echo(f"[{number}/{STEPS}] {text}")
 
 
-def run_demo(host: str, port: int, ehr_port: int) -> None:
-    base_url = f"http://{host}:{port}"
+def run_demo(host: str, port: int, ehr_port: int, auth_port: int) -> None:
+    base_url = f"http://{other_loopback_name(host)}:{port}"
     ehr_url = f"http://{host}:{ehr_port}"
     environment = Settings()
     database_url = environment.database_url or default_database_url()
@@ -45,26 +55,44 @@ def run_demo(host: str, port: int, ehr_port: int) -> None:
         _step(3, "loading the synthetic patients (FHIR transactions)")
         patients = load_cohort(fhir.base_url)
         click.echo(f"      {len(patients)} patients, {sum(len(p.resources) for p in patients)} resources")
-        _step(4, "starting the sandbox EHR (its own ES384 key, published as a JWKS)")
-        ClientIdentity.in_directory(INSTANCE_DIR)
-        with _sandbox_ehr(host, ehr_port, fhir.base_url, f"{base_url}/cds-services"):
-            click.echo(f"      sandbox EHR: {ehr_url}/   JWKS: {ehr_url}/.well-known/jwks.json")
-            _step(5, "trusting the sandbox EHR and the demo client; write-back to the FHIR server")
-            settings = _settings(environment, base_url, database_url, fhir.base_url, ehr_url)
-            _step(6, "starting Countersign")
-            click.echo(f"      CDS discovery: {base_url}/cds-services  (needs a signed JWT)")
-            click.echo(f"Open the sandbox EHR: {ehr_url}/  (Ctrl-C stops everything)")
-            serve(
-                lambda: create_app(settings),
-                f"{host}:{port}",
-                default_workers(),
-                DEFAULT_THREADS,
-                QUIET_GUNICORN,
-            )
+        _step(4, "starting the mock EHR authorization server (SMART launch) in front of the FHIR server")
+        secret = secrets.token_urlsafe(32)
+        auth_url = f"http://{host}:{auth_port}"
+        with _mock_ehr(host, auth_port, fhir.base_url, base_url, secret):
+            click.echo(f"      SMART iss: {demo_smart.iss(auth_url)}")
+            _step(5, "starting the sandbox EHR (its own ES384 key, published as a JWKS)")
+            ClientIdentity.in_directory(INSTANCE_DIR)
+            launcher = demo_smart.launcher(auth_url, base_url)
+            with _sandbox_ehr(host, ehr_port, fhir.base_url, f"{base_url}/cds-services", launcher):
+                click.echo(f"      sandbox EHR: {ehr_url}/   JWKS: {ehr_url}/.well-known/jwks.json")
+                _step(6, "trusting the sandbox EHR (CDS client, SMART EHR); write-back to the FHIR server")
+                smart_ehr = demo_smart.smart_ehr(auth_url, secret, ehr_url)
+                settings = _settings(environment, base_url, database_url, fhir.base_url, ehr_url, smart_ehr)
+                _step(7, "starting Countersign")
+                click.echo(f"      CDS discovery: {base_url}/cds-services  (needs a signed JWT)")
+                click.echo(f"      SMART app: {base_url}/app/  (launch it from a chart's Countersign button)")
+                click.echo(f"Open the sandbox EHR: {ehr_url}/  (Ctrl-C stops everything)")
+                serve(
+                    lambda: create_app(settings),
+                    f"{host}:{port}",
+                    default_workers(),
+                    DEFAULT_THREADS,
+                    QUIET_GUNICORN,
+                )
+
+
+def other_loopback_name(host: str) -> str:
+    """The loopback name the EHR does not use: the app in the EHR's iframe is then cross-site."""
+    return "127.0.0.1" if host == "localhost" else "localhost"
 
 
 def _settings(
-    environment: Settings, base_url: str, database_url: str, fhir_url: str, ehr_url: str
+    environment: Settings,
+    base_url: str,
+    database_url: str,
+    fhir_url: str,
+    ehr_url: str,
+    smart_ehr: SmartEhr,
 ) -> Settings:
     sandbox = TrustedClient(iss=SANDBOX_ISSUER, jwks_url=f"{ehr_url}/.well-known/jwks.json")
     return environment.model_copy(
@@ -79,13 +107,26 @@ def _settings(
             "writeback_servers": [*environment.writeback_servers, WriteBackServer(base_url=fhir_url)],
             "writeback_default_server": environment.writeback_default_server or fhir_url,
             "outbox_in_process": True,
+            "smart_ehrs": [*environment.smart_ehrs, smart_ehr],
+            "smart_allow_http_loopback": True,
         }
     )
 
 
-@contextmanager
-def _sandbox_ehr(host: str, port: int, fhir_url: str, cds_url: str, timeout: float = 30) -> Iterator[None]:
-    """The sandbox EHR in a child process, stopped with the demo (Ctrl-C, or any failure)."""
+def _mock_ehr(host: str, port: int, fhir_url: str, app_url: str, secret: str) -> ContextManager[None]:
+    """The mock EHR authorization server in a child process, out of gunicorn's master (run there as a
+    thread, the forked workers took the whole graceful timeout to stop); the secret goes in its
+    environment, not on its command line."""
+    command = [sys.executable, "-m", "app.demo_smart", "--fhir", fhir_url, "--app", app_url]
+    command += ["--host", host, "--port", str(port)]
+    environment = os.environ | {demo_smart.SECRET_ENV: secret}
+    return _child("the mock EHR", command, f"http://{host}:{port}/jwks", environment)
+
+
+def _sandbox_ehr(
+    host: str, port: int, fhir_url: str, cds_url: str, launcher: SmartLauncher
+) -> ContextManager[None]:
+    users = [f"--launch-user={user.id}={user.label}" for user in launcher.users]
     command = [
         sys.executable,
         "-m",
@@ -98,10 +139,23 @@ def _sandbox_ehr(host: str, port: int, fhir_url: str, cds_url: str, timeout: flo
         cds_url,
         "--key-dir",
         str(INSTANCE_DIR),
+        "--smart-launches",
+        launcher.launches_url,
+        "--smart-app",
+        launcher.app_launch_url,
+        *users,
     ]
-    process = subprocess.Popen(command)
+    return _child("the sandbox EHR", command, f"http://{host}:{port}/.well-known/jwks.json")
+
+
+@contextmanager
+def _child(
+    name: str, command: list[str], health_url: str, environment: dict | None = None, timeout: float = 30
+) -> Iterator[None]:
+    """A child process, up once ``health_url`` answers, stopped with the demo (Ctrl-C, or any failure)."""
+    process = subprocess.Popen(command, env=environment)
     try:
-        _wait_until_up(f"http://{host}:{port}/.well-known/jwks.json", process, timeout)
+        _wait_until_up(name, health_url, process, timeout)
         yield
     finally:
         process.terminate()
@@ -112,15 +166,15 @@ def _sandbox_ehr(host: str, port: int, fhir_url: str, cds_url: str, timeout: flo
             process.wait()
 
 
-def _wait_until_up(url: str, process: subprocess.Popen, timeout: float) -> None:
+def _wait_until_up(name: str, url: str, process: subprocess.Popen, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise click.ClickException(f"the sandbox EHR exited with status {process.returncode}")
+            raise click.ClickException(f"{name} exited with status {process.returncode}")
         try:
             if requests.get(url, timeout=1).status_code == 200:
                 return
         except requests.RequestException:
             pass
         time.sleep(0.2)
-    raise click.ClickException(f"the sandbox EHR did not start within {timeout:g} s")
+    raise click.ClickException(f"{name} did not start within {timeout:g} s")

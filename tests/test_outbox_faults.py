@@ -96,7 +96,10 @@ def test_fhir_server_down_during_500_decisions_then_everything_arrives_once(make
     port = free_port()
     server = FhirTestServer(port=port)
     base = server.start()
-    app = make_app(**writeback_settings(base, outbox_base_delay_seconds=0.01, outbox_max_attempts=100))
+    app = make_app(
+        **writeback_settings(base, outbox_base_delay_seconds=0.01, outbox_max_attempts=100),
+        rate_limit_per_minute=0,  # one client sends 500 calls as fast as it can: a load test, not abuse
+    )
     client = app.test_client()
     patient_id = f"down{time.time_ns()}"
     cards = hook_calls(client, auth, base, patient_id, 250)

@@ -14,6 +14,7 @@ from flask import Flask
 from app.sandbox_ehr.card_store import CardStore
 from app.sandbox_ehr.cds_client import CdsClient, ClientIdentity
 from app.sandbox_ehr.fhir_store import FhirStore
+from app.sandbox_ehr.launcher import SmartLauncher
 from app.sandbox_ehr.synthetic.cohort import CLINICIAN
 from app.sandbox_ehr.views import EHR_KEY, bp
 from app.sandbox_ehr.workflow import SandboxEhr
@@ -27,6 +28,7 @@ class SandboxConfig:
     cds_services_url: str
     identity: ClientIdentity
     user_id: str = CLINICIAN
+    launcher: SmartLauncher | None = None
 
 
 def create_app(config: SandboxConfig) -> Flask:

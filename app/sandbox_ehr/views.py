@@ -9,6 +9,7 @@ from flask import Blueprint, Response, current_app, jsonify, render_template, re
 
 from app.sandbox_ehr.chart import display_name, dosage_text, load_chart
 from app.sandbox_ehr.fhir_store import FhirStoreError
+from app.sandbox_ehr.launcher import LaunchRefused
 from app.sandbox_ehr.orders import ORDERABLES
 from app.sandbox_ehr.synthetic.cohort import scenario_of, scenarios
 from app.sandbox_ehr.workflow import SandboxEhr, WorkflowError
@@ -27,10 +28,18 @@ def _ehr() -> SandboxEhr:
 
 
 @bp.errorhandler(WorkflowError)
-def _workflow_error(error: WorkflowError) -> tuple[Response, int]:
+@bp.errorhandler(LaunchRefused)
+def _workflow_error(error: WorkflowError | LaunchRefused) -> tuple[Response, int]:
     expression = [error.location] if error.location else None
     body = operation_outcome(ISSUE_TYPE.get(error.status, "exception"), str(error), expression=expression)
     return jsonify(body), error.status
+
+
+@bp.app_context_processor
+def _launch_users() -> dict:
+    """The header's user switch: whom the EHR signs in when it launches a SMART app."""
+    launcher = current_app.config["SANDBOX_EHR"].launcher
+    return {"launch_users": launcher.users if launcher else ()}
 
 
 @bp.url_value_preprocessor
@@ -69,7 +78,6 @@ def chart(patient_id: str) -> str:
         chart=loaded,
         orderables=ORDERABLES,
         dosage_text=dosage_text,
-        fhir_base=ehr.store.base_url,
     )
 
 
@@ -142,6 +150,26 @@ def override(card_uuid: str) -> Response:
         raise WorkflowError(400, "the comment is limited to 1,000 characters", "comment")
     _ehr().override(card_uuid, reason or None, comment)
     return jsonify({"overridden": card_uuid})
+
+
+@bp.post("/api/patients/<patient_id>/smart-launch")
+def smart_launch(patient_id: str) -> Response:
+    """A launch context for this chart and the chosen user; the page opens the answer in its iframe."""
+    launcher = current_app.config["SANDBOX_EHR"].launcher
+    if launcher is None:
+        raise WorkflowError(409, "no SMART app is registered with this EHR")
+    body = _body()
+    user, app_url, encounter = body.get("user"), body.get("app"), body.get("encounter")
+    app_context = body.get("appContext")
+    if app_context is not None and not (isinstance(app_context, str) and len(app_context) <= 2000):
+        raise WorkflowError(400, "appContext is a string of at most 2,000 characters", "appContext")
+    if encounter is not None and not (isinstance(encounter, str) and FHIR_ID.match(encounter)):
+        raise WorkflowError(400, "not a FHIR id", "encounter")
+    if not isinstance(user, str) or (app_url is not None and not isinstance(app_url, str)):
+        raise WorkflowError(400, "user and app must be strings", "user")
+    ehr = _ehr()
+    ehr.guarded_read(lambda: ehr.store.read("Patient", patient_id))
+    return jsonify({"url": launcher.launch_url(user, patient_id, encounter, app_url, app_context)})
 
 
 def _body() -> dict:

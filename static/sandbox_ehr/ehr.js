@@ -4,7 +4,6 @@
 "use strict";
 
 const patientId = document.body.dataset.patientId;
-const fhirBase = document.body.dataset.fhirBase;
 const INDICATOR_LABEL = { critical: "Critical", warning: "Warning", info: "Info" };
 const HOOK_LABEL = {
   "patient-view": "Chart opened",
@@ -116,16 +115,43 @@ function suggestionButton(article, card, suggestion) {
 function linkButton(card, link) {
   const anchor = element("a", { class: "link", target: "_blank", rel: "noopener" }, link.label);
   if (!/^https?:/i.test(link.url || "")) return anchor;
-  const url = new URL(link.url);
+  anchor.href = link.url;
   if (link.type === "smart") {
-    // An EHR launch: the app learns the FHIR server (iss) and an opaque launch id.
-    url.searchParams.set("iss", fhirBase);
-    url.searchParams.set("launch", crypto.randomUUID());
+    // An EHR launch, as from the chart's button: a launch context first, then the app in the iframe.
     anchor.classList.add("smart");
+    anchor.addEventListener("click", (event) => {
+      event.preventDefault();
+      launchApp(link.url, link.appContext);
+    });
   }
-  anchor.href = url.toString();
   return anchor;
 }
+
+// SMART app (EHR launch in the chart's iframe)
+
+async function launchApp(appUrl, appContext) {
+  const panel = document.getElementById("smart-app");
+  if (!panel) return;
+  panel.hidden = false;
+  setStatus("launch-status", "Launching Countersign…");
+  const body = { user: document.getElementById("ehr-user").value };
+  if (appUrl) body.app = appUrl;
+  if (typeof appContext === "string") body.appContext = appContext;
+  if (document.body.dataset.encounterId) body.encounter = document.body.dataset.encounterId;
+  try {
+    const launched = await api("POST", `/api/patients/${patientId}/smart-launch`, body);
+    document.getElementById("smart-frame").src = launched.url;
+    setStatus("launch-status", "");
+  } catch (error) {
+    setStatus("launch-status", `Could not launch Countersign: ${error.message}`);
+  }
+}
+
+document.getElementById("launch-countersign")?.addEventListener("click", () => launchApp());
+document.getElementById("close-app")?.addEventListener("click", () => {
+  document.getElementById("smart-frame").src = "about:blank";
+  document.getElementById("smart-app").hidden = true;
+});
 
 function overrideControls(article, card) {
   const wrapper = element("div", { class: "override" });

@@ -13,6 +13,8 @@ from app.sandbox_ehr.synthetic.catalogue import DRUGS, LABS, PROBLEMS
 
 CLINICIAN_ID = "cs-dr-hale"
 CLINICIAN = f"Practitioner/{CLINICIAN_ID}"
+CMIO_ID = "cs-dr-osei"
+CMIO = f"Practitioner/{CMIO_ID}"
 
 
 @dataclass
@@ -486,8 +488,8 @@ def _renamed(value: object, old: str, new: str) -> object:
 
 
 def shared_resources() -> list[dict]:
-    """Resources every chart refers to: the demo clinician."""
-    return [fhir.practitioner(CLINICIAN_ID, "Jordan", "Hale")]
+    """Resources every chart refers to: the demo clinician, and the CMIO who governs the models."""
+    return [fhir.practitioner(CLINICIAN_ID, "Jordan", "Hale"), fhir.practitioner(CMIO_ID, "Ama", "Osei")]
 
 
 def scenarios() -> dict[str, str]:
