@@ -6,6 +6,7 @@ definition, given its prefetch, answered through the backend, and recorded befor
 
 from __future__ import annotations
 
+import gc
 import logging
 import traceback
 from dataclasses import dataclass
@@ -154,11 +155,24 @@ def _descriptors(service_id: str) -> list[ServiceDescriptor]:
     return offered
 
 
+def parse_json(data: bytes) -> object:
+    """orjson with the cyclic garbage collector paused: a 10,000-resource prefetch is a million new
+    objects, and the collections they would trigger mid-parse cost more than the parse itself. The
+    collector is only re-enabled by the call that paused it (threads may overlap)."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return orjson.loads(data)
+    finally:
+        if paused:
+            gc.enable()
+
+
 def _parse_body(model: type[Model]) -> Model:
     if request.mimetype not in JSON_TYPES:
         raise OutcomeError(415, "the body must be application/json")
     try:
-        document = orjson.loads(request.get_data(cache=False))
+        document = parse_json(request.get_data(cache=False))
     except orjson.JSONDecodeError:
         raise OutcomeError(400, "the body is not valid JSON") from None
     try:
