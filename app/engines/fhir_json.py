@@ -8,7 +8,7 @@ or an empty list, and the engine simply has less evidence.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -47,6 +47,29 @@ def word_pattern(names: Iterable[str]) -> re.Pattern[str]:
     """Whole words (a plural "s" allowed), longest first, case-insensitive."""
     alternatives = "|".join(re.escape(name) for name in sorted(names, key=len, reverse=True))
     return re.compile(rf"\b({alternatives})s?\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class DrugNames:
+    """Recognises drugs in a medication concept: by RxNorm code, then by whole-word name in its text
+    and displays. Built once per engine (compiling the name pattern is the expensive part)."""
+
+    by_code: dict[str, str]
+    words: re.Pattern[str]
+
+    @classmethod
+    def of(cls, codes_by_drug: Mapping[str, Iterable[str]]) -> DrugNames:
+        by_code = {code: drug for drug, codes in codes_by_drug.items() for code in codes}
+        return cls(by_code, word_pattern(codes_by_drug))
+
+    def in_concept(self, concept: dict) -> tuple[str, ...]:
+        coded = [
+            self.by_code[c["code"]]
+            for c in codings(concept)
+            if c.get("system") == RXNORM and c.get("code") in self.by_code
+        ]
+        named = [match.lower() for match in self.words.findall(concept_text(concept))]
+        return tuple(dict.fromkeys([*coded, *named]))
 
 
 def parse_datetime(raw: object) -> datetime | None:

@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from app.engines.base import PatientData
 from app.engines.fhir_json import (
-    RXNORM,
+    DrugNames,
     LabResult,
     aware,
     codings,
@@ -115,10 +115,7 @@ class MedicationSafetyEngine:
         self.knowledge = knowledge
         self.clock = clock
         self._stale_after = timedelta(days=knowledge.egfr_max_age_days)
-        self._ingredient_by_code = {
-            code: name for name, drug in knowledge.drugs.items() for code in drug.rxnorm
-        }
-        self._ingredient_words = word_pattern(knowledge.drugs)
+        self._drug_names = DrugNames.of({name: drug.rxnorm for name, drug in knowledge.drugs.items()})
         self._group_words = {group.id: word_pattern(group.names) for group in knowledge.allergy_groups}
 
     def suggest(self, data: PatientData) -> AdviceSet:
@@ -163,21 +160,11 @@ class MedicationSafetyEngine:
         concept = medication_concept(request, medications)
         if concept is None:
             return None
-        ingredients = self._ingredients(concept)
+        ingredients = self._drug_names.in_concept(concept)
         if not ingredients:
             return None
         classes = frozenset(c for name in ingredients for c in self.knowledge.drugs[name].classes)
         return Medication(reference(request), ingredients, classes, request, is_draft)
-
-    def _ingredients(self, concept: dict) -> tuple[str, ...]:
-        """Ingredients named by RxNorm code, then by whole-word name in the text and displays."""
-        by_code = [
-            self._ingredient_by_code[c["code"]]
-            for c in codings(concept)
-            if c.get("system") == RXNORM and c.get("code") in self._ingredient_by_code
-        ]
-        by_name = [match.lower() for match in self._ingredient_words.findall(concept_text(concept))]
-        return tuple(dict.fromkeys([*by_code, *by_name]))
 
     # Renal dose limits
 
@@ -283,7 +270,7 @@ class MedicationSafetyEngine:
     def _allergy_match(self, allergy: dict, medication: Medication) -> AllergyMatch | None:
         """The very ingredient first; else a class the allergy stands for (cross-reactivity)."""
         concept = allergy.get("code") or {}
-        same = [name for name in self._ingredients(concept) if name in medication.ingredients]
+        same = [name for name in self._drug_names.in_concept(concept) if name in medication.ingredients]
         if same:
             rule: CitedRule = self.knowledge.ingredient_allergy
             label = "/".join(same)

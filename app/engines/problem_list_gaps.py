@@ -14,16 +14,14 @@ from datetime import timedelta
 from app.engines.base import PatientData
 from app.engines.fhir_json import (
     ICD10CM,
-    RXNORM,
     SNOMED,
+    DrugNames,
     codings,
-    concept_text,
     lab_results,
     medication_concept,
     medication_index,
     reference,
     status_code,
-    word_pattern,
 )
 from app.engines.problem_list_knowledge import Finding, ImpliedCondition, ProblemListKnowledge
 from cds_hooks.advice import Advice, AdviceSet, CardSource, Evidence, ProposedAction, ProposedSuggestion
@@ -47,6 +45,12 @@ class ProblemListGapsEngine:
     def __init__(self, source: CardSource, knowledge: ProblemListKnowledge) -> None:
         self.source = source
         self.knowledge = knowledge
+        self._drug_names = {
+            finding.id: DrugNames.of(finding.drugs)
+            for implied in knowledge.conditions
+            for finding in implied.findings
+            if finding.kind == "medication"
+        }
 
     def suggest(self, data: PatientData) -> AdviceSet:
         conditions = [c for c in data.of_type("Condition") if not _entered_in_error(c)]
@@ -57,7 +61,7 @@ class ProblemListGapsEngine:
         for implied in self.knowledge.conditions:
             if _recorded(implied, conditions):
                 continue
-            matches = [m for f in implied.findings if (m := _match(f, data, medications, observations))]
+            matches = [m for f in implied.findings if (m := self._match(f, data, medications, observations))]
             used |= {item.reference for match in matches for item in match.evidence}
             if matches:
                 advice.append(self._advice(implied, matches, data.patient_id))
@@ -83,29 +87,21 @@ class ProblemListGapsEngine:
             citation=" ".join(dict.fromkeys(match.finding.source for match in matches)),
         )
 
+    def _match(
+        self, finding: Finding, data: PatientData, medications: list[dict], observations: list[dict]
+    ) -> Match | None:
+        if finding.kind == "medication":
+            return _medication_match(finding, self._drug_names[finding.id], data, medications)
+        return _lab_match(finding, observations)
 
-def _match(
-    finding: Finding, data: PatientData, medications: list[dict], observations: list[dict]
+
+def _medication_match(
+    finding: Finding, names: DrugNames, data: PatientData, medications: list[dict]
 ) -> Match | None:
-    if finding.kind == "medication":
-        return _medication_match(finding, data, medications)
-    return _lab_match(finding, observations)
-
-
-def _medication_match(finding: Finding, data: PatientData, medications: list[dict]) -> Match | None:
-    by_code = {code: drug for drug, codes in finding.drugs.items() for code in codes}
-    names = word_pattern(finding.drugs)
     index = medication_index(data.of_type("Medication"))
     evidence = []
     for request in medications:
-        concept = medication_concept(request, index) or {}
-        coded = [
-            by_code[c["code"]]
-            for c in codings(concept)
-            if c.get("system") == RXNORM and c.get("code") in by_code
-        ]
-        named = [name.lower() for name in names.findall(concept_text(concept))]
-        drugs = list(dict.fromkeys([*coded, *named]))
+        drugs = names.in_concept(medication_concept(request, index) or {})
         if drugs:
             evidence.append(Evidence(reference(request), f"active order for {'/'.join(drugs)}"))
     return Match(finding, tuple(evidence)) if evidence else None
@@ -179,4 +175,3 @@ def _add_to_problem_list(
     return ProposedSuggestion(
         f"Add {implied.display.lower()} to the problem list", (action,), recommended=True
     )
-

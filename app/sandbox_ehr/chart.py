@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
+from app.engines.fhir_json import age_in_years
 from app.sandbox_ehr.fhir_store import FhirStore
 
 
@@ -33,7 +34,7 @@ class Chart:
 
     @property
     def age(self) -> int | None:
-        return age_in_years(self.patient.get("birthDate"), date.today())
+        return age_in_years(self.patient, date.today())
 
     @property
     def mrn(self) -> str:
@@ -43,13 +44,6 @@ class Chart:
 def display_name(patient: dict) -> str:
     name = next(iter(patient.get("name") or ()), {})
     return f"{name.get('family', '').upper()}, {' '.join(name.get('given', ()))}".strip(", ")
-
-
-def age_in_years(birth_date: str | None, today: date) -> int | None:
-    if not birth_date or len(birth_date) < 10:
-        return None
-    born = date.fromisoformat(birth_date[:10])
-    return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
 
 
 def concept_text(concept: dict | None) -> str:
