@@ -88,7 +88,6 @@ def _authenticator(settings: Settings, backend: GovernedBackend) -> ClientAuthen
             cache_seconds=settings.jwks_cache_seconds,
             refresh_min_interval=settings.jwks_refresh_min_interval_seconds,
         ),
-        replay_guard=backend.replay_guard,
         leeway=settings.jwt_leeway_seconds,
         max_lifetime=settings.jwt_max_lifetime_seconds,
     )

@@ -9,10 +9,10 @@ from sqlalchemy import Engine
 
 from app.audit import ledger, outbox
 from app.audit.card_records import (
+    CardSetRecord,
     add_decisions,
     card_set_entry,
     decision_entry,
-    insert_card_set,
     recent_override_rules,
 )
 from app.audit.delivery import CARD_SET, DECISION
@@ -26,6 +26,7 @@ from app.replay_guard import DatabaseReplayGuard
 from app.services import GovernedService
 from app.settings import Settings
 from cds_hooks.advice import AdviceSet
+from cds_hooks.auth import VerifiedClient
 from cds_hooks.backend import HookCall
 from cds_hooks.cards import RenderedCard
 from cds_hooks.discovery import ServiceDescriptor
@@ -42,7 +43,7 @@ class GovernedBackend:
         self.engine = engine
         self.settings = settings
         self.base_url = settings.base_url
-        self.replay_guard = DatabaseReplayGuard(engine)
+        self.replay_guard = DatabaseReplayGuard()
         self._descriptors = [d for s in catalogue.values() for d in s.descriptors()]
 
     def descriptors(self) -> list[ServiceDescriptor]:
@@ -81,21 +82,31 @@ class GovernedBackend:
     def app_launch_url(self) -> str:
         return f"{self.base_url}/app/launch"
 
+    def spend_token(self, client: VerifiedClient) -> None:
+        with self.engine.begin() as connection:
+            self.replay_guard.spend(connection, client)
+
     def record_response(
         self, call: HookCall, advice: AdviceSet, cards: list[RenderedCard]
     ) -> list[RenderedCard]:
-        """Card set, ledger entry and outbox message commit together or not at all.
+        """The caller's token, card set, ledger entry and outbox message commit together or not at all.
 
+        Everything is prepared before the transaction opens: SQLite admits one writer at a time, so
+        the time between the first write and the commit is time every other worker waits.
         Only issued card sets are written back to the EHR: shadow output and suppressed calls stay
         in Countersign's own record.
         """
         issued = advice.disposition == "issued"
         target = self.settings.writeback_target(call.request.fhir_server) if issued else None
+        model = self.catalogue[call.service_id].model
+        record = CardSetRecord.of(call, model, advice, cards)
+        kind = LEDGER_KIND.get(advice.disposition, "invocation-suppressed")
+        entry = card_set_entry(call, model, advice, cards)
         with self.engine.begin() as connection:
-            model = self.catalogue[call.service_id].model
-            card_set_id = insert_card_set(connection, call, model, advice, cards)
-            kind = LEDGER_KIND.get(advice.disposition, "invocation-suppressed")
-            ledger.append(connection, kind, card_set_entry(call, model, advice, cards))
+            if call.client is not None:
+                self.replay_guard.spend(connection, call.client)
+            card_set_id = record.insert(connection)
+            ledger.append(connection, kind, entry)
             if target is not None:
                 outbox.enqueue(connection, CARD_SET, card_set_id, target)
         metrics.record_disposition(call.service_id, call.request.hook, advice, len(cards))

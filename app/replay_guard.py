@@ -5,11 +5,13 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
-from sqlalchemy import Column, Connection, DateTime, Engine, delete, insert
+from sqlalchemy import Column, Connection, DateTime, delete, insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel
 
 from app.db import utcnow
+from cds_hooks.auth import VerifiedClient
+from cds_hooks.backend import ReplayedToken
 
 
 class SeenToken(SQLModel, table=True):
@@ -28,19 +30,21 @@ CLAIM = insert(SeenToken)  # built once: every authenticated call runs it
 class DatabaseReplayGuard:
     """Insert-or-fail on (iss, jti): the primary key makes the check atomic across processes."""
 
-    def __init__(self, engine: Engine, purge_interval: float = 60.0) -> None:
-        self.engine = engine
+    def __init__(self, purge_interval: float = 60.0) -> None:
         self.purge_interval = purge_interval
         self._next_purge = 0.0
 
-    def claim(self, iss: str, jti: str, expires_at: datetime) -> bool:
+    def spend(self, connection: Connection, client: VerifiedClient) -> None:
+        """On the caller's transaction, which must be abandoned when this raises ReplayedToken.
+
+        The insert comes first in that transaction, so a replay fails before anything is written.
+        """
+        self._purge_expired(connection)
+        row = {"iss": client.iss, "jti": client.jti, "expires_at": client.expires_at}
         try:
-            with self.engine.begin() as connection:
-                self._purge_expired(connection)
-                connection.execute(CLAIM, {"iss": iss, "jti": jti, "expires_at": expires_at})
+            connection.execute(CLAIM, row)
         except IntegrityError:
-            return False
-        return True
+            raise ReplayedToken(client.jti) from None
 
     def _purge_expired(self, connection: Connection) -> None:
         """Expired ids can never be replayed (their tokens fail on exp): drop them now and then."""

@@ -1,27 +1,36 @@
 """Authentication of CDS clients by signed JWT (CDS Hooks 2.0.1 §3.2, best practices; reference §3.3).
 
 Trust is anchored per issuer: only configured ``iss`` values are accepted, their keys come from
-an inline JWKS or from URLs on that issuer's allowlist (a ``jku`` elsewhere is never fetched),
-and a ``jti`` is accepted once across all workers. Callers learn nothing about why a token failed.
+an inline JWKS or from URLs on that issuer's allowlist (a ``jku`` elsewhere is never fetched).
+Verifying a token does not spend it: its ``jti`` is recorded by whoever acts on the request, in the
+same transaction as what the request writes (``docs/DECISIONS.md``), so a ``jti`` is accepted once
+across all workers. Callers learn nothing about why a token failed.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import jwt
+import orjson
 import requests
+from jwt.algorithms import get_default_algorithms
 from pydantic import BaseModel, Field, HttpUrl, model_validator
 
 log = logging.getLogger(__name__)
 
 ALLOWED_ALGORITHMS = frozenset({"ES384", "RS384", "ES256", "RS256"})
-REQUIRED_CLAIMS = ["iss", "aud", "exp", "iat", "jti"]
+ALGORITHMS = {name: get_default_algorithms()[name] for name in ALLOWED_ALGORITHMS}
+REQUIRED_CLAIMS = ("iss", "aud", "exp", "iat", "jti")
+TIME_CLAIMS = ("exp", "iat", "nbf")
+BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class TrustedClient(BaseModel):
@@ -55,16 +64,14 @@ class AuthenticationError(Exception):
         self.cause = cause
 
 
-class ReplayGuard(Protocol):
-    def claim(self, iss: str, jti: str, expires_at: datetime) -> bool:
-        """Record ``jti`` for ``iss``; False when it was already seen (a replay)."""
-
-
 @dataclass(frozen=True)
 class VerifiedClient:
+    """A caller whose token verified; its ``jti`` is still to be spent (see the module text)."""
+
     iss: str
     jti: str
     tenant: str | None
+    expires_at: datetime
 
 
 @dataclass
@@ -116,7 +123,6 @@ def parse_key_set(jwks: Any) -> dict[str, jwt.PyJWK]:
 class ClientAuthenticator:
     clients: dict[str, TrustedClient]
     key_sets: KeySetCache
-    replay_guard: ReplayGuard
     leeway: int
     max_lifetime: int
 
@@ -127,19 +133,19 @@ class ClientAuthenticator:
 
     def authenticate(self, authorization: str | None, audience: str) -> VerifiedClient:
         """Verify the bearer JWT for the endpoint at ``audience``; raise AuthenticationError."""
-        token = _bearer_token(authorization)
-        header, unverified = _unverified_parts(token)
-        client = self.clients.get(unverified.get("iss"))
+        token = CompactToken.parse(_bearer_token(authorization))
+        issuer = token.claims.get("iss")
+        client = self.clients.get(issuer) if isinstance(issuer, str) else None
         if client is None:
             raise AuthenticationError("unknown-iss")
-        key = self._signing_key(client, header)
-        claims = self._verified_claims(token, key, header["alg"], audience, client.iss)
+        key = self._signing_key(client, token.header)
+        if not token.signed_by(key):
+            raise AuthenticationError("bad-signature")
+        claims = self._checked_claims(token.claims, audience)
         if client.tenants and claims.get("tenant") not in client.tenants:
             raise AuthenticationError("tenant")
         expires_at = datetime.fromtimestamp(claims["exp"], UTC)
-        if not self.replay_guard.claim(client.iss, str(claims["jti"]), expires_at):
-            raise AuthenticationError("replayed-jti")
-        return VerifiedClient(client.iss, str(claims["jti"]), claims.get("tenant"))
+        return VerifiedClient(client.iss, str(claims["jti"]), claims.get("tenant"), expires_at)
 
     def _signing_key(self, client: TrustedClient, header: dict) -> Any:
         jku = header.get("jku")
@@ -157,33 +163,63 @@ class ClientAuthenticator:
             raise AuthenticationError("unknown-kid")
         return keys[kid].key
 
-    def _verified_claims(self, token: str, key: Any, alg: str, audience: str, iss: str) -> dict:
-        try:
-            claims = jwt.decode(
-                token,
-                key,
-                algorithms=[alg],
-                audience=audience,
-                issuer=iss,
-                leeway=self.leeway,
-                options={"require": REQUIRED_CLAIMS},
-            )
-        except jwt.InvalidAudienceError:
-            raise AuthenticationError("wrong-aud") from None
-        except jwt.ExpiredSignatureError:
-            raise AuthenticationError("expired") from None
-        except jwt.ImmatureSignatureError:
-            raise AuthenticationError("not-yet-valid") from None
-        except jwt.MissingRequiredClaimError:
-            raise AuthenticationError("missing-claim") from None
-        except jwt.PyJWTError:
-            raise AuthenticationError("bad-signature") from None
+    def _checked_claims(self, claims: dict, audience: str) -> dict:
+        """RFC 7519 §4.1 checks on a verified token, each with its own cause."""
+        if any(claims.get(name) is None for name in REQUIRED_CLAIMS):
+            raise AuthenticationError("missing-claim")
+        if not all(_is_number(claims.get(name, 0)) for name in TIME_CLAIMS):
+            raise AuthenticationError("malformed")
+        audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
+        if audience not in audiences:
+            raise AuthenticationError("wrong-aud")
         now = time.time()
-        if not isinstance(claims["iat"], int | float) or claims["iat"] > now + self.leeway:
+        if claims["exp"] <= now - self.leeway:
+            raise AuthenticationError("expired")
+        if claims.get("nbf", now) > now + self.leeway:
+            raise AuthenticationError("not-yet-valid")
+        if claims["iat"] > now + self.leeway:
             raise AuthenticationError("iat-in-future")
         if claims["exp"] - claims["iat"] > self.max_lifetime:
             raise AuthenticationError("lifetime-too-long")
         return claims
+
+
+@dataclass(frozen=True)
+class CompactToken:
+    """A JWS in compact serialisation, decoded once: the header and claims pick the issuer and key
+    and are trusted only after ``signed_by`` (PyJWT's algorithms do the cryptography)."""
+
+    header: dict
+    claims: dict
+    signing_input: bytes
+    signature: bytes
+
+    @classmethod
+    def parse(cls, token: str) -> CompactToken:
+        segments = token.split(".")
+        if len(segments) != 3 or not all(map(BASE64URL.fullmatch, segments)):
+            raise AuthenticationError("malformed")
+        try:
+            header, claims = (orjson.loads(_base64url(segment)) for segment in segments[:2])
+        except (ValueError, orjson.JSONDecodeError):
+            raise AuthenticationError("malformed") from None
+        if not isinstance(header, dict) or not isinstance(claims, dict):
+            raise AuthenticationError("malformed")
+        if header.get("alg") not in ALLOWED_ALGORITHMS:
+            raise AuthenticationError("alg-not-allowed")
+        if header.get("typ") != "JWT":
+            raise AuthenticationError("typ")
+        if not isinstance(header.get("kid"), str) or not header["kid"]:
+            raise AuthenticationError("missing-kid")
+        signing_input = f"{segments[0]}.{segments[1]}".encode()
+        return cls(header, claims, signing_input, _base64url(segments[2]))
+
+    def signed_by(self, key: Any) -> bool:
+        """The header's algorithm, never the key's: a key of the wrong type simply fails."""
+        try:
+            return ALGORITHMS[self.header["alg"]].verify(self.signing_input, key, self.signature)
+        except (TypeError, ValueError, AttributeError, jwt.PyJWTError):
+            return False
 
 
 def _bearer_token(authorization: str | None) -> str:
@@ -193,19 +229,9 @@ def _bearer_token(authorization: str | None) -> str:
     return token.strip()
 
 
-def _unverified_parts(token: str) -> tuple[dict, dict]:
-    """Header and claims before verification: only to pick the issuer and key, never trusted."""
-    try:
-        decoded = jwt.api_jwt.decode_complete(token, options={"verify_signature": False})
-    except jwt.PyJWTError:
-        raise AuthenticationError("malformed") from None
-    header, claims = decoded["header"], decoded["payload"]
-    if header.get("alg") not in ALLOWED_ALGORITHMS:
-        raise AuthenticationError("alg-not-allowed")
-    if header.get("typ") != "JWT":
-        raise AuthenticationError("typ")
-    if not isinstance(header.get("kid"), str) or not header["kid"]:
-        raise AuthenticationError("missing-kid")
-    if not isinstance(claims, dict):
-        raise AuthenticationError("malformed")
-    return header, claims
+def _base64url(segment: str) -> bytes:
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from cds_hooks.advice import AdviceSet
-from cds_hooks.auth import ReplayGuard
+from cds_hooks.auth import VerifiedClient
 from cds_hooks.cards import RenderedCard
 from cds_hooks.discovery import ServiceDescriptor
 from cds_hooks.models import FeedbackItem, HookContext, HookRequest
@@ -26,6 +26,7 @@ class HookCall:
     request: HookRequest
     context: HookContext
     prefetch: ResolvedPrefetch
+    client: VerifiedClient | None
 
 
 class UnknownCards(Exception):
@@ -40,8 +41,13 @@ class UnknownSuggestions(Exception):
     """Accepted suggestions that do not belong to the card they were reported on."""
 
 
+class ReplayedToken(Exception):
+    """The caller's JWT ``jti`` was spent before: the call is refused and nothing is recorded."""
+
+
 class CdsBackend(Protocol):
-    replay_guard: ReplayGuard
+    def spend_token(self, client: VerifiedClient) -> None:
+        """Record the token's ``jti`` as used, on its own; raises ReplayedToken if it was."""
 
     def descriptors(self) -> Sequence[ServiceDescriptor]:
         """Every (service id, hook) this deployment offers, in discovery order."""
@@ -55,7 +61,8 @@ class CdsBackend(Protocol):
     def record_response(
         self, call: HookCall, advice: AdviceSet, cards: list[RenderedCard]
     ) -> list[RenderedCard]:
-        """Durably record the card set before the response leaves; returns the cards to show."""
+        """Durably record the card set, spending ``call.client``'s token in the same transaction,
+        before the response leaves; returns the cards to show. Raises ReplayedToken."""
 
     def record_feedback(self, service_id: str, items: list[FeedbackItem]) -> int:
         """Store decisions idempotently; returns how many were new. Raises UnknownCards."""

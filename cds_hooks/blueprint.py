@@ -2,6 +2,8 @@
 
 Each request is authenticated before its body is read, validated against the spec and the hook
 definition, given its prefetch, answered through the backend, and recorded before it returns.
+A service call spends its token's ``jti`` in the transaction that records it (one write per call);
+every other request, and a call that fails, spends it on its own. A replay is a 401 either way.
 """
 
 from __future__ import annotations
@@ -14,13 +16,13 @@ from typing import TypeVar
 
 import orjson
 from blinker import NamedSignal
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
 
 from cds_hooks import signals
-from cds_hooks.auth import AuthenticationError, ClientAuthenticator
-from cds_hooks.backend import CdsBackend, HookCall, UnknownCards, UnknownSuggestions
+from cds_hooks.auth import AuthenticationError, ClientAuthenticator, VerifiedClient
+from cds_hooks.backend import CdsBackend, HookCall, ReplayedToken, UnknownCards, UnknownSuggestions
 from cds_hooks.cards import render_card
 from cds_hooks.discovery import ServiceDescriptor, discovery_document
 from cds_hooks.errors import OutcomeError, http_error_response, outcome_response
@@ -38,6 +40,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("cds_hooks", __name__, url_prefix="/cds-services")
 JSON_TYPES = frozenset({"application/json", "application/fhir+json"})
 EXTENSION_KEY = "cds_hooks"
+CALL_ENDPOINT = "cds_hooks.call_service"
 Model = TypeVar("Model", bound=BaseModel)
 
 
@@ -71,17 +74,27 @@ def _config() -> CdsHooksConfig:
 @bp.before_request
 def authenticate() -> Response | None:
     config = _config()
+    g.cds_client = None
     if request.method == "OPTIONS" or config.authenticator is None:
         return None
     audience = config.public_base_url + request.path
     try:
         client = config.authenticator.authenticate(request.headers.get("Authorization"), audience)
+        if request.endpoint != CALL_ENDPOINT:
+            config.backend.spend_token(client)
     except AuthenticationError as error:
-        log.info("rejected CDS client token", extra={"cause": error.cause, "path": request.path})
-        _announce(signals.client_rejected, cause=error.cause)
-        return outcome_response(401, "Authentication required")
+        return _unauthorized(error.cause)
+    except ReplayedToken:
+        return _unauthorized("replayed-jti")
     log.debug("authenticated CDS client", extra={"iss": client.iss, "jti": client.jti})
+    g.cds_client = client
     return None
+
+
+def _unauthorized(cause: str) -> Response:
+    log.info("rejected CDS client token", extra={"cause": cause, "path": request.path})
+    _announce(signals.client_rejected, cause=cause)
+    return outcome_response(401, "Authentication required")
 
 
 @bp.after_request
@@ -100,6 +113,21 @@ def discovery() -> Response:
 
 @bp.post("/<service_id>")
 def call_service(service_id: str) -> Response:
+    """The token is spent with the record; if the call fails first, it is spent before the error."""
+    try:
+        return _answer_call(service_id, g.cds_client)
+    except ReplayedToken:
+        return _unauthorized("replayed-jti")
+    except Exception:
+        if g.cds_client is not None:
+            try:
+                _config().backend.spend_token(g.cds_client)
+            except ReplayedToken:
+                return _unauthorized("replayed-jti")
+        raise
+
+
+def _answer_call(service_id: str, client: VerifiedClient | None) -> Response:
     config = _config()
     offered = _descriptors(service_id)
     hook_request = _parse_body(HookRequest)
@@ -118,7 +146,7 @@ def call_service(service_id: str) -> Response:
         prefetch = resolve_prefetch(descriptor, hook_request, context, config.reader_settings)
     except PrefetchUnavailable as error:
         raise OutcomeError(412, str(error), [f"prefetch.{error.key}"]) from None
-    call = HookCall(service_id, hook_request, context, prefetch)
+    call = HookCall(service_id, hook_request, context, prefetch, client)
     advice = config.backend.advise(call)
     launch_url = config.backend.app_launch_url()
     cards = [render_card(item, launch_url) for item in advice.advice]

@@ -15,6 +15,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from app import DATABASE_KEY
 from cds_hooks.auth import TrustedClient
 from tests.builders import medication_request, order_sign_request
 from tests.conftest import BASE_URL, ISSUER, KID
@@ -28,6 +29,12 @@ def call(client, token: str | None, body: dict | None = None, headers: dict | No
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
     return client.post(PATH, json=body or order_sign_request([medication_request("d1")]), headers=headers)
+
+
+def recorded_counts(app) -> tuple[int, ...]:
+    tables = ("card_set", "issued_card", "ledger_entry", "seen_token")
+    with app.extensions[DATABASE_KEY].connect() as connection:
+        return tuple(connection.exec_driver_sql(f"SELECT count(*) FROM {t}").scalar() for t in tables)
 
 
 def b64(data: dict) -> str:
@@ -122,6 +129,52 @@ def test_missing_required_claim_is_401(client, sign, claim):
 def test_replayed_jti_is_401(client, sign):
     token = sign(AUD)
     assert call(client, token).status_code == 200
+    assert call(client, token).status_code == 401
+
+
+def test_a_replayed_call_records_nothing(app, client, sign):
+    token = sign(AUD)
+    assert call(client, token).status_code == 200
+    before = recorded_counts(app)
+    assert call(client, token).status_code == 401
+    assert recorded_counts(app) == before
+
+
+def test_a_token_spent_on_a_failed_call_cannot_be_replayed(client, sign):
+    token = sign(AUD)
+    assert call(client, token, body={"hook": "order-sign"}).status_code == 400
+    assert call(client, token).status_code == 401
+
+
+def test_a_token_spent_on_discovery_cannot_be_replayed_on_a_call(client, sign):
+    token = sign(BASE_URL + "/cds-services")
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.get("/cds-services", headers=headers).status_code == 200
+    assert client.get("/cds-services", headers=headers).status_code == 401
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "a.b",
+        "a.b.c.d",
+        "e30.e30.!!",
+        "W10.W10.c2ln",  # header and claims are JSON arrays
+        "bm90LWpzb24.bm90LWpzb24.c2ln",  # not JSON
+    ],
+)
+def test_malformed_compact_tokens_are_401(client, token):
+    assert call(client, token).status_code == 401
+
+
+@pytest.mark.parametrize("claim", [{"iss": [ISSUER]}, {"exp": "tomorrow"}, {"iat": True}])
+def test_claims_of_the_wrong_type_are_401(client, client_key, claim):
+    """Signed correctly, so only the claim checks can refuse them (PyJWT's encoder would not)."""
+    now = int(time.time())
+    claims = {"iss": ISSUER, "aud": AUD, "iat": now, "exp": now + 300, "jti": str(now)} | claim
+    token = jwt.api_jws.encode(
+        json.dumps(claims).encode(), client_key, algorithm="ES384", headers={"kid": KID, "typ": "JWT"}
+    )
     assert call(client, token).status_code == 401
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection, bindparam, insert
@@ -36,17 +37,18 @@ OVERRIDDEN_RULES = (
 )
 
 
-def insert_card_set(
-    connection: Connection, call: HookCall, model: ModelCard, advice: AdviceSet, cards: list[RenderedCard]
-) -> int:
-    """Insert the card set and its cards on the caller's transaction; returns the card set id.
+@dataclass(frozen=True)
+class CardSetRecord:
+    """The rows of one response, built before the write transaction so that it only inserts."""
 
-    SQLAlchemy Core rather than the ORM: this runs on every hook call, and the unit of work
-    costs more than the hook's own logic.
-    """
-    card_set_id = connection.execute(
-        INSERT_CARD_SET,
-        {
+    card_set: dict
+    cards: list[dict]
+
+    @classmethod
+    def of(
+        cls, call: HookCall, model: ModelCard, advice: AdviceSet, cards: list[RenderedCard]
+    ) -> CardSetRecord:
+        card_set = {
             "uuid": str(uuid.uuid4()),
             "hook_instance": call.request.hookInstance,
             "service_id": call.service_id,
@@ -61,18 +63,22 @@ def insert_card_set(
             "input_refs": list(advice.inputs_used),
             "fetched_prefetch_keys": list(call.prefetch.fetched),
             "created_at": utcnow(),
-        },
-    ).scalar_one()
-    if cards:
-        rows = [_issued_card(card_set_id, call.service_id, rendered) for rendered in cards]
-        connection.execute(INSERT_ISSUED_CARDS, rows)
-    return card_set_id
+        }
+        return cls(card_set, [_issued_card(call.service_id, rendered) for rendered in cards])
+
+    def insert(self, connection: Connection) -> int:
+        """On the caller's transaction, with SQLAlchemy Core rather than the ORM (every hook call
+        runs it, and the unit of work would cost more than the hook's own logic); returns the id."""
+        card_set_id = connection.execute(INSERT_CARD_SET, self.card_set).scalar_one()
+        if self.cards:
+            rows = [row | {"card_set_id": card_set_id} for row in self.cards]
+            connection.execute(INSERT_ISSUED_CARDS, rows)
+        return card_set_id
 
 
-def _issued_card(card_set_id: int, service_id: str, rendered: RenderedCard) -> dict:
+def _issued_card(service_id: str, rendered: RenderedCard) -> dict:
     return {
         "uuid": rendered.uuid,
-        "card_set_id": card_set_id,
         "service_id": service_id,
         "indicator": rendered.advice.indicator,
         "confidence": rendered.advice.confidence,
