@@ -51,7 +51,7 @@ def create_db_engine(url: str) -> Engine:
         connect_args: dict = {"check_same_thread": False, "timeout": 30}
         if database and database != ":memory:":
             connect_args["factory"] = connection_factory(WriterLock(Path(database)))
-        engine = create_engine(url, connect_args=connect_args, **JSON_CODEC)
+        engine = create_engine(url, connect_args=connect_args, pool_use_lifo=True, **JSON_CODEC)
         event.listen(engine, "connect", _sqlite_pragmas)
         start_checkpointer(engine)
         return engine

@@ -8,6 +8,7 @@ path instead of at start.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
+from functools import cached_property
 from pathlib import Path
 from string import Formatter
 from typing import Annotated, Literal
@@ -46,8 +47,9 @@ class DrugSelector(Strict):
             raise ValueError("give exactly one of drug, drug_class, drug_classes")
         return self
 
-    @property
+    @cached_property
     def wanted_classes(self) -> frozenset[str]:
+        """Cached: every rule asks it of every medication on every call."""
         return frozenset(self.drug_classes) | ({self.drug_class} if self.drug_class else set())
 
     def matches(self, ingredients: Collection[str], classes: Collection[str]) -> bool:

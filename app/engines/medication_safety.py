@@ -124,15 +124,13 @@ class MedicationSafetyEngine:
         drafts = [r for r in data.draft_orders if r.get("resourceType") == "MedicationRequest"]
         under_review = [r for r in drafts if not data.selections or reference(r) in data.selections]
         used = {reference(r) for r in under_review}
-        reviewed = self._recognise_all(under_review, medications, is_draft=True)
+        recognised_drafts = self._recognise_all(drafts, medications, is_draft=True)
+        reviewed = [m for m in recognised_drafts if m.reference in used]
         if not reviewed:
             return AdviceSet(inputs_used=tuple(sorted(used)))
 
         active = [r for r in data.of_type("MedicationRequest") if r.get("status") == "active"]
-        others = [
-            *self._recognise_all(drafts, medications, is_draft=True),
-            *self._recognise_all(active, medications, is_draft=False),
-        ]
+        others = [*recognised_drafts, *self._recognise_all(active, medications, is_draft=False)]
         allergies = [a for a in data.of_type("AllergyIntolerance") if _is_current_allergy(a)]
         used |= {reference(r) for r in (*drafts, *active, *allergies)}
         egfr = self._egfr_if_needed(reviewed, data)
