@@ -33,4 +33,5 @@ test: install lint
 
 bench: install
 	$(BIN)/python -m bench.hooks --write docs/PERFORMANCE.md
+	$(BIN)/python -m bench.phases --append docs/PERFORMANCE.md
 	$(BIN)/python -m bench.outbox --append docs/PERFORMANCE.md
