@@ -45,7 +45,7 @@ def record_responses(app, key, count: int, fhir_base: str) -> None:
         response = client.post(
             "/cds-services/medication-safety", json=body, headers={"Authorization": f"Bearer {token}"}
         )
-        assert response.status_code == 200
+        assert response.status_code == 200, response.get_data(as_text=True)
 
 
 def main() -> None:
@@ -68,6 +68,7 @@ def main() -> None:
             writeback_servers=[WriteBackServer(base_url=fhir.base_url)],
             outbox_in_process=False,
             log_level="WARNING",
+            rate_limit_per_minute=10**9,
         )
         app = create_app(settings)
         record_responses(app, key, args.messages, fhir.base_url)
