@@ -43,7 +43,7 @@ class GovernedBackend:
         self.engine = engine
         self.settings = settings
         self.base_url = settings.base_url
-        self.replay_guard = DatabaseReplayGuard()
+        self._replay_guard = DatabaseReplayGuard()
         self._descriptors = [d for s in catalogue.values() for d in s.descriptors()]
 
     def descriptors(self) -> list[ServiceDescriptor]:
@@ -84,7 +84,7 @@ class GovernedBackend:
 
     def spend_token(self, client: VerifiedClient) -> None:
         with self.engine.begin() as connection:
-            self.replay_guard.spend(connection, client)
+            self._replay_guard.spend(connection, client)
 
     def record_response(
         self, call: HookCall, advice: AdviceSet, cards: list[RenderedCard]
@@ -104,7 +104,7 @@ class GovernedBackend:
         entry = card_set_entry(call, model, advice, cards)
         with self.engine.begin() as connection:
             if call.client is not None:
-                self.replay_guard.spend(connection, call.client)
+                self._replay_guard.spend(connection, call.client)
             card_set_id = record.insert(connection)
             ledger.append(connection, kind, entry)
             if target is not None:

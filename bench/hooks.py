@@ -51,6 +51,18 @@ class Signer:
         return {"keys": [jwk | {"kid": KID, "alg": "RS384"}]}
 
 
+def countersign_environment(database_url: str, base_url: str, signer: Signer, metrics_dir: Path) -> dict:
+    """Countersign as benchmarked: this signer trusted, metrics and the JSON access log on, no rate limit."""
+    return {
+        "COUNTERSIGN_DATABASE_URL": database_url,
+        "COUNTERSIGN_PUBLIC_BASE_URL": base_url,
+        "COUNTERSIGN_TRUSTED_CLIENTS": json.dumps([{"iss": ISSUER, "jwks": signer.jwks()}]),
+        "COUNTERSIGN_LOG_LEVEL": "INFO",
+        "COUNTERSIGN_RATE_LIMIT_PER_MINUTE": str(10**9),
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+    }
+
+
 def measure(url: str, body: dict, signer: Signer, concurrency: int, total: int) -> LoadResult:
     def make_request(_: int) -> tuple[bytes, dict[str, str]]:
         payload = body | {"hookInstance": str(uuid.uuid4())}
@@ -88,14 +100,9 @@ def main() -> None:
         bare_port, app_port = free_port(), free_port()
         metrics_dir = Path(scratch) / "metrics"
         metrics_dir.mkdir()
-        env = os.environ | {
-            "COUNTERSIGN_DATABASE_URL": database_url,
-            "COUNTERSIGN_PUBLIC_BASE_URL": f"http://127.0.0.1:{app_port}",
-            "COUNTERSIGN_TRUSTED_CLIENTS": json.dumps([{"iss": ISSUER, "jwks": signer.jwks()}]),
-            "COUNTERSIGN_LOG_LEVEL": "INFO",
-            "COUNTERSIGN_RATE_LIMIT_PER_MINUTE": str(10**9),
-            "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-        }
+        env = os.environ | countersign_environment(
+            database_url, f"http://127.0.0.1:{app_port}", signer, metrics_dir
+        )
         lines = _report_header(workers)
         log = Path(scratch) / "countersign.log"
         with (

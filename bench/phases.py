@@ -31,7 +31,7 @@ import app.hardening
 import cds_hooks.blueprint
 from app import create_app
 from app.migrate import upgrade
-from bench.hooks import ISSUER, SERVICE_PATH, Signer
+from bench.hooks import SERVICE_PATH, Signer, countersign_environment
 from bench.workload import order_sign
 
 BASE_URL = "http://127.0.0.1:8080"
@@ -65,16 +65,7 @@ def _application(scratch: Path, signer: Signer) -> Flask:
     upgrade(database_url)
     metrics_dir = scratch / "metrics"
     metrics_dir.mkdir()
-    os.environ.update(
-        {
-            "COUNTERSIGN_DATABASE_URL": database_url,
-            "COUNTERSIGN_PUBLIC_BASE_URL": BASE_URL,
-            "COUNTERSIGN_TRUSTED_CLIENTS": json.dumps([{"iss": ISSUER, "jwks": signer.jwks()}]),
-            "COUNTERSIGN_LOG_LEVEL": "INFO",
-            "COUNTERSIGN_RATE_LIMIT_PER_MINUTE": str(10**9),
-            "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-        }
-    )
+    os.environ.update(countersign_environment(database_url, BASE_URL, signer, metrics_dir))
     application = create_app()
     log_file = (scratch / "countersign.log").open("a")
     for handler in logging.getLogger().handlers:

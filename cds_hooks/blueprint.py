@@ -80,11 +80,9 @@ def authenticate() -> Response | None:
     audience = config.public_base_url + request.path
     try:
         client = config.authenticator.authenticate(request.headers.get("Authorization"), audience)
-        if request.endpoint != CALL_ENDPOINT:
-            config.backend.spend_token(client)
     except AuthenticationError as error:
         return _unauthorized(error.cause)
-    except ReplayedToken:
+    if request.endpoint != CALL_ENDPOINT and not _spent(client):
         return _unauthorized("replayed-jti")
     log.debug("authenticated CDS client", extra={"iss": client.iss, "jti": client.jti})
     g.cds_client = client
@@ -119,12 +117,18 @@ def call_service(service_id: str) -> Response:
     except ReplayedToken:
         return _unauthorized("replayed-jti")
     except Exception:
-        if g.cds_client is not None:
-            try:
-                _config().backend.spend_token(g.cds_client)
-            except ReplayedToken:
-                return _unauthorized("replayed-jti")
+        if g.cds_client is not None and not _spent(g.cds_client):
+            return _unauthorized("replayed-jti")
         raise
+
+
+def _spent(client: VerifiedClient) -> bool:
+    """Spend the token's ``jti`` on its own; False when it had been spent before (a replay)."""
+    try:
+        _config().backend.spend_token(client)
+    except ReplayedToken:
+        return False
+    return True
 
 
 def _answer_call(service_id: str, client: VerifiedClient | None) -> Response:

@@ -122,17 +122,18 @@ class MedicationSafetyEngine:
         """Advice for the orders under review; ``inputs_used`` lists what the decision rested on."""
         medications = _medication_index(data)
         drafts = [r for r in data.draft_orders if r.get("resourceType") == "MedicationRequest"]
-        under_review = [r for r in drafts if not data.selections or reference(r) in data.selections]
-        used = {reference(r) for r in under_review}
+        under_review = {
+            reference(r) for r in drafts if not data.selections or reference(r) in data.selections
+        }
         recognised_drafts = self._recognise_all(drafts, medications, is_draft=True)
-        reviewed = [m for m in recognised_drafts if m.reference in used]
+        reviewed = [m for m in recognised_drafts if m.reference in under_review]
         if not reviewed:
-            return AdviceSet(inputs_used=tuple(sorted(used)))
+            return AdviceSet(inputs_used=tuple(sorted(under_review)))
 
         active = [r for r in data.of_type("MedicationRequest") if r.get("status") == "active"]
         others = [*recognised_drafts, *self._recognise_all(active, medications, is_draft=False)]
         allergies = [a for a in data.of_type("AllergyIntolerance") if _is_current_allergy(a)]
-        used |= {reference(r) for r in (*drafts, *active, *allergies)}
+        used = {reference(r) for r in (*drafts, *active, *allergies)}  # drafts include those under review
         egfr = self._egfr_if_needed(reviewed, data)
         if egfr is not None:
             used.add(egfr.reference)
