@@ -71,6 +71,6 @@ def _activity(
         held_for_review=bool(card.held_for_review),
         outcome=decision.outcome if decision else None,
         reason=(decision.override_display or decision.override_code) if decision else None,
-        decided_at=as_utc(decision.outcome_timestamp) if decision else None,
+        decided_at=decision.decided_at(card_set.created_at) if decision else None,
         decided_by=(reviewers.get(card.uuid) or card_set.user_id) if decision else None,
     )

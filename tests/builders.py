@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 PATIENT_ID = "pat-renal-001"
 USER_ID = "Practitioner/prac-001"
@@ -11,6 +11,12 @@ RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 LOINC = "http://loinc.org"
 METFORMIN = ("860975", "metformin hydrochloride 500 MG Oral Tablet")
 
+
+
+def moment(seconds_from_now: float = 0) -> str:
+    """An RFC 3339 instant relative to now, so that no test depends on the date it runs."""
+    at = datetime.now(UTC) + timedelta(seconds=seconds_from_now)
+    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 def patient(patient_id: str = PATIENT_ID) -> dict:
     return {

@@ -7,7 +7,7 @@ from sqlmodel import Session, select
 
 from app import DATABASE_KEY
 from app.audit.tables import CardDecision
-from tests.builders import medication_request, order_sign_request
+from tests.builders import medication_request, moment, order_sign_request
 
 
 @pytest.fixture
@@ -36,12 +36,12 @@ def accepted(card: dict) -> dict:
         "card": card["uuid"],
         "outcome": "accepted",
         "acceptedSuggestions": [{"id": card["suggestions"][0]["uuid"]}],
-        "outcomeTimestamp": "2026-11-23T10:05:31Z",
+        "outcomeTimestamp": moment(),
     }
 
 
 def overridden(card: dict, **reason: object) -> dict:
-    item = {"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-11-23T10:06:00.52Z"}
+    item = {"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": moment()}
     if reason:
         item["overrideReason"] = reason
     return item

@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from app import DATABASE_KEY
 from cds_hooks.advice import Advice, AdviceSet, CardSource, Evidence, ProposedAction, ProposedSuggestion
-from tests.builders import full_prefetch, medication_request, order_sign_request, patient
+from tests.builders import full_prefetch, medication_request, moment, order_sign_request, patient
 from tests.writeback_helpers import FEEDBACK, NON_ADHERENCE, SERVICE
 
 SOURCE = CardSource(
@@ -121,7 +121,7 @@ def test_a_card_the_clinician_overrode_is_not_repeated_for_them(app, client, aut
     item = {
         "card": card["uuid"],
         "outcome": "overridden",
-        "outcomeTimestamp": "2026-11-23T10:00:00Z",
+        "outcomeTimestamp": moment(),
         "overrideReason": {"reason": {"system": NON_ADHERENCE, "code": "patient-contraindication"}},
     }
     assert client.post(FEEDBACK, json={"feedback": [item]}, headers=auth(FEEDBACK)).status_code == 200

@@ -10,7 +10,7 @@ from sqlalchemy.exc import DBAPIError
 from app import DATABASE_KEY
 from app.audit.ledger import verify_database
 from app.cli import main
-from tests.builders import medication_request, order_sign_request
+from tests.builders import medication_request, moment, order_sign_request
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ def chained_app(app, client, auth):
     for draft in ("d1", "d2", "d3"):
         body = order_sign_request([medication_request(draft)])
         cards += client.post(SERVICE, json=body, headers=auth(SERVICE)).get_json()["cards"]
-    item = {"card": cards[0]["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-11-23T10:00:00Z"}
+    item = {"card": cards[0]["uuid"], "outcome": "overridden", "outcomeTimestamp": moment()}
     assert (
         client.post(
             f"{SERVICE}/feedback", json={"feedback": [item]}, headers=auth(f"{SERVICE}/feedback")

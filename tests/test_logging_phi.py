@@ -12,7 +12,7 @@ import pytest
 
 from app import WORKER_KEY
 from app.observability import logging as json_logging
-from tests.builders import full_prefetch, medication_request, order_sign_request
+from tests.builders import full_prefetch, medication_request, moment, order_sign_request
 from tests.discharge_builders import IDENTIFYING as DISCHARGE_IDENTIFYING
 from tests.discharge_builders import discharge_request, model_answer
 from tests.fake_llm_server import FakeLlmServer
@@ -108,7 +108,7 @@ def test_no_log_line_carries_the_patients_name_identifier_birth_date_phone_or_ad
         "card": card["uuid"],
         "outcome": "overridden",
         "overrideReason": {"userComment": COMMENT},
-        "outcomeTimestamp": "2026-11-23T10:05:31Z",
+        "outcomeTimestamp": moment(),
     }
     assert post(FEEDBACK, {"feedback": [override]}).status_code == 200
     unknown = override | {"card": str(uuid.uuid4())}

@@ -20,7 +20,7 @@ from app.observability.exposition import MULTIPROC_ENV
 from app.observability.metrics import record_circuit_state, record_llm_call
 from bench.servers import free_port
 from smart_launch.blueprint import MODEL_CARDS_KEY
-from tests.builders import full_prefetch, medication_request, order_sign_request, patient
+from tests.builders import full_prefetch, medication_request, moment, order_sign_request, patient
 from tests.test_feedback import FEEDBACK, SERVICE, overridden
 
 Sample = tuple[str, frozenset]
@@ -115,7 +115,7 @@ def test_feedback_counts_accepts_and_comment_only_overrides(client, auth):
             "card": card["uuid"],
             "outcome": "accepted",
             "acceptedSuggestions": [{"id": card["suggestions"][0]["uuid"]}],
-            "outcomeTimestamp": "2026-11-23T10:05:31Z",
+            "outcomeTimestamp": moment(),
         },
         overridden(card, userComment="renal function improving"),
     ]

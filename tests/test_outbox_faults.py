@@ -20,7 +20,7 @@ from app.audit.outbox import DEAD, DELIVERED, PENDING, OutboxMessage
 from app.audit.tables import CardSet
 from app.fhir_test_server import FhirTestServer
 from bench.servers import free_port
-from tests.builders import full_prefetch, medication_request, order_sign_request, patient
+from tests.builders import full_prefetch, medication_request, moment, order_sign_request, patient
 from tests.writeback_helpers import FEEDBACK, SERVICE, drain, put, statuses, writeback_settings
 
 pytestmark = pytest.mark.integration
@@ -55,7 +55,7 @@ def accept_all(client, auth, cards: list[dict]) -> None:
             "card": c["uuid"],
             "outcome": "accepted",
             "acceptedSuggestions": [{"id": c["suggestions"][0]["uuid"]}],
-            "outcomeTimestamp": "2026-11-23T10:05:31Z",
+            "outcomeTimestamp": moment(),
         }
         for c in cards
     ]

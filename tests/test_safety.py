@@ -11,7 +11,7 @@ from app import DATABASE_KEY, WORKER_KEY
 from app.db import utcnow
 from app.safety.dashboard import safety_summary
 from app.safety.events import ReportRefused, report_safety_event
-from tests.builders import full_prefetch, medication_request, order_sign_request
+from tests.builders import full_prefetch, medication_request, moment, order_sign_request
 from tests.writeback_helpers import FEEDBACK, NON_ADHERENCE, SERVICE, drain, search, writeback_settings
 
 MODEL = "medication-safety-1.0.0"
@@ -28,7 +28,7 @@ def issue_card(client, auth, patient_id: str) -> dict:
 
 
 def decide(client, auth, card: dict, outcome: str, reason: str = "patient-contraindication") -> None:
-    item: dict = {"card": card["uuid"], "outcome": outcome, "outcomeTimestamp": "2026-11-23T10:00:00Z"}
+    item: dict = {"card": card["uuid"], "outcome": outcome, "outcomeTimestamp": moment()}
     if outcome == "accepted":
         item["acceptedSuggestions"] = [{"id": card["suggestions"][0]["uuid"]}]
     else:

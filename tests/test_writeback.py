@@ -9,7 +9,7 @@ from sqlmodel import Session, select
 
 from app import DATABASE_KEY, WORKER_KEY
 from app.audit.outbox import DEAD, DELIVERED, OutboxMessage
-from tests.builders import medication_request, order_sign_request, patient
+from tests.builders import medication_request, moment, order_sign_request, patient
 from tests.writeback_helpers import (
     NON_ADHERENCE,
     SERVICE,
@@ -113,7 +113,7 @@ def test_accept_before_the_ehr_wrote_the_change_is_retried_not_lost(wb_app, auth
         "card": capped["uuid"],
         "outcome": "accepted",
         "acceptedSuggestions": [{"id": capped["suggestions"][0]["uuid"]}],
-        "outcomeTimestamp": "2026-11-23T10:05:31Z",
+        "outcomeTimestamp": moment(),
     }
     feedback = "/cds-services/medication-safety/feedback"
     client.post(feedback, json={"feedback": [item]}, headers=auth(feedback))

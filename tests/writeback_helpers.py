@@ -10,7 +10,15 @@ from sqlmodel import Session, select
 from app import DATABASE_KEY
 from app.audit.fhir_writer import WriteBackServer
 from app.audit.outbox import OutboxMessage
-from tests.builders import egfr, full_prefetch, medication_request, order_sign_request, patient, searchset
+from tests.builders import (
+    egfr,
+    full_prefetch,
+    medication_request,
+    moment,
+    order_sign_request,
+    patient,
+    searchset,
+)
 
 SERVICE = "/cds-services/medication-safety"
 FEEDBACK = f"{SERVICE}/feedback"
@@ -71,7 +79,7 @@ def accept_and_apply(client, auth, fhir_base: str, card: dict) -> dict:
         "card": card["uuid"],
         "outcome": "accepted",
         "acceptedSuggestions": [{"id": suggestion["uuid"]}],
-        "outcomeTimestamp": "2026-11-23T10:05:31Z",
+        "outcomeTimestamp": moment(),
     }
     assert client.post(FEEDBACK, json={"feedback": [item]}, headers=auth(FEEDBACK)).status_code == 200
     return updated
@@ -87,7 +95,7 @@ def override(
             "reason": {"system": NON_ADHERENCE, "code": "risk-benefit-ratio"},
             "userComment": comment,
         },
-        "outcomeTimestamp": "2026-11-23T10:06:00Z",
+        "outcomeTimestamp": moment(),
     }
     assert client.post(FEEDBACK, json={"feedback": [item]}, headers=auth(FEEDBACK)).status_code == 200
 

@@ -210,12 +210,13 @@ class Deliverer:
         bundle = TransactionBundle()
         decision = session.get(CardDecision, decision_id)
         card = session.get(IssuedCard, decision.card_uuid)
-        facts = self._facts(session, session.get(CardSet, card.card_set_id), bundle)
+        card_set = session.get(CardSet, card.card_set_id)
+        facts = self._facts(session, card_set, bundle)
         group = bundle.add(request_group(facts), f"{facts.key}.request-group")
         decided = DecisionFacts(
             card_uuid=card.uuid,
             outcome=decision.outcome,
-            decided_at=decision.outcome_timestamp,
+            decided_at=decision.decided_at(card_set.created_at),
             accepted_suggestions=tuple(decision.accepted_suggestions),
             reason=_reason(decision),
             comment=decision.user_comment,

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import JSON, Column, DateTime
 from sqlmodel import Field, SQLModel
 
-from app.db import utcnow
+from app.db import as_utc, utcnow
 
 
 def _json() -> Column:
@@ -73,3 +73,9 @@ class CardDecision(SQLModel, table=True):
     user_comment: str | None = None
     outcome_timestamp: datetime = Field(sa_column=_timestamp())
     received_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp(index=True))
+
+    def decided_at(self, issued_at: datetime) -> datetime:
+        """When the decision was made, bounded by our own clock: never before the card it decides
+        on, never after we heard of it. The EHR's clock may be skewed, so its claim only places the
+        decision inside that window; the claim itself stays as given in ``outcome_timestamp``."""
+        return min(max(as_utc(self.outcome_timestamp), as_utc(issued_at)), as_utc(self.received_at))

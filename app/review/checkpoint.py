@@ -163,7 +163,7 @@ def _undecided(session: Session, card_uuid: str) -> HeldDraft:
 
 
 def _record(session: Session, draft: HeldDraft, feedback: FeedbackItem, reviewer: str) -> ReviewDecision:
-    [(decision, _)] = add_decisions(session, draft.service_id, [feedback])
+    [(decision, card_set)] = add_decisions(session, draft.service_id, [feedback])
     session.flush()
     ledger.append(session.connection(), "decision-recorded", decision_entry(decision))
     review = ReviewDecision(
@@ -172,7 +172,7 @@ def _record(session: Session, draft: HeldDraft, feedback: FeedbackItem, reviewer
         outcome=decision.outcome,
         suggestion_uuid=draft.suggestion_uuid,
         reviewer=reviewer,
-        decided_at=decision.outcome_timestamp,
+        decided_at=decision.decided_at(card_set.created_at),
     )
     session.add(review)
     try:
