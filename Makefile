@@ -1,11 +1,15 @@
 # Two entry points on a fresh machine: `make demo` runs the product, `make test` runs every test.
-# Both install what they need first (Python virtualenv, Node packages of the FHIR test server).
+# Both install what they need first (Python virtualenv, Node packages of the FHIR test server;
+# `make test` also builds the HAPI FHIR server the `hapi` tests run against).
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := fhir_test_server/node_modules/.installed
+HAPI_PORT ?= 8090
+HAPI_JAR := hapi_server/target/countersign-hapi.jar
+HAPI_JAVA_OPTS ?= -Xmx512m -XX:+UseSerialGC -XX:TieredStopAtLevel=1
 
 .PHONY: demo test lint bench install
 
@@ -27,7 +31,7 @@ demo: install
 lint: $(PY_STAMP)
 	$(BIN)/ruff check .
 
-test: install lint
+test: install lint $(HAPI_JAR)
 	npm test --prefix fhir_test_server
 	$(BIN)/python -m pytest
 
@@ -35,3 +39,18 @@ bench: install
 	$(BIN)/python -m bench.hooks --write docs/PERFORMANCE.md
 	$(BIN)/python -m bench.phases --append docs/PERFORMANCE.md
 	$(BIN)/python -m bench.outbox --append docs/PERFORMANCE.md
+
+# HAPI FHIR JPA server (hapi_server/, Java 17 + Maven) for tests, CI and the demo; see hapi_server/README.md.
+# `make hapi` builds the jar once (again only when pom.xml or a source changes) and serves FHIR R4 on
+# http://127.0.0.1:$(HAPI_PORT)/fhir until Ctrl-C; other targets depend on $(HAPI_JAR) or hapi-build.
+
+.PHONY: hapi hapi-build
+
+hapi-build: $(HAPI_JAR)
+
+$(HAPI_JAR): hapi_server/pom.xml $(shell find hapi_server/src -type f)
+	cd hapi_server && mvn -q -B package -DskipTests
+	touch $@
+
+hapi: $(HAPI_JAR)
+	HAPI_PORT=$(HAPI_PORT) java $(HAPI_JAVA_OPTS) -jar $(HAPI_JAR)

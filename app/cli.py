@@ -10,23 +10,27 @@ from pathlib import Path
 import click
 from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
+from sqlalchemy import create_engine
 
 from app import DATABASE_KEY, WORKER_KEY, create_app
 from app.audit.ledger import verify_database
-from app.db import INSTANCE_DIR, utcnow
-from app.demo import run_demo
+from app.db import INSTANCE_DIR, default_database_url, utcnow
+from app.demo import FHIR_CHOICES, run_demo
 from app.demo_client import client_token, ensure_key
 from app.evaluation.card_file import measured_section, write_measured
 from app.evaluation.cohorts import DEFAULT_COHORT_SIZE, DEFAULT_SEED, GENERATORS, generate
 from app.evaluation.runner import evaluate
 from app.governance.change_control import AUTHORISED_ROLES, STATUS_AFTER, ChangeRefused, change_status
 from app.governance.lifecycle import current_status
-from app.migrate import upgrade
+from app.integration_check.command import integration_test_command
+from app.migrate import StaleSchema, require_current, upgrade
 from app.mock_ehr_auth.runner import run_mock_ehr
+from app.outbox_cli import outbox_group
 from app.prompt_cards import recorded_and_actual_hash
 from app.registry import CARDS_DIRECTORY, load_model_cards
 from app.safety.dashboard import safety_summary
 from app.safety.events import CATEGORIES, SEVERITIES, ReportRefused, report_safety_event
+from app.settings import Settings
 from app.wsgi_server import DEFAULT_THREADS, default_workers, serve
 from smart_launch.blueprint import MODEL_CARDS_KEY
 
@@ -50,12 +54,34 @@ def main() -> None:
     """
 
 
+MIGRATE_OPTION = click.option(
+    "--migrate", is_flag=True, help="Apply pending schema migrations first instead of refusing to start."
+)
+
+
+def prepare_schema(database_url: str, migrate: bool) -> None:
+    """Fail fast, with the fix named, on a database whose schema this version does not expect."""
+    if migrate:
+        upgrade(database_url)
+    engine = create_engine(database_url)
+    try:
+        require_current(engine)
+    except StaleSchema as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        engine.dispose()
+
+
 @main.command("serve")
 @click.option("--bind", default="127.0.0.1:8000", show_default=True, help="Address:port to listen on.")
 @click.option("--workers", default=default_workers(), show_default=True, help="Worker processes.")
 @click.option("--threads", default=DEFAULT_THREADS, show_default=True, help="Threads per worker.")
-def serve_command(bind: str, workers: int, threads: int) -> None:
-    """Run the service under gunicorn (put a TLS-terminating proxy in front in production)."""
+@MIGRATE_OPTION
+def serve_command(bind: str, workers: int, threads: int, migrate: bool) -> None:
+    """Run the service under gunicorn (put a TLS-terminating proxy in front in production).
+
+    Refuses to start on a database whose schema is not current (see `countersign db upgrade`)."""
+    prepare_schema(Settings().database_url or default_database_url(), migrate)
     serve(create_app, bind, workers, threads)
 
 
@@ -78,10 +104,21 @@ def db_upgrade_command() -> None:
 @click.option("--port", default=8000, show_default=True, help="Port of the Countersign service.")
 @click.option("--ehr-port", default=8001, show_default=True, help="Port of the sandbox EHR.")
 @click.option("--auth-port", default=8002, show_default=True, help="Port of the mock EHR's SMART server.")
-def demo_command(host: str, port: int, ehr_port: int, auth_port: int) -> None:
+@click.option(
+    "--fhir",
+    "fhir_choice",
+    type=click.Choice(FHIR_CHOICES),
+    default="embedded",
+    show_default=True,
+    help="FHIR server to run: the embedded test server, or HAPI FHIR (build it first: make hapi-build).",
+)
+@click.option("--fhir-url", help="Use a FHIR R4 server you already run (open, no authentication) instead.")
+def demo_command(
+    host: str, port: int, ehr_port: int, auth_port: int, fhir_choice: str, fhir_url: str | None
+) -> None:
     """Run the product on embedded defaults: FHIR test server with synthetic patients, the sandbox
     EHR as a trusted CDS client and SMART EHR, and Countersign writing back to the same FHIR server."""
-    run_demo(host, port, ehr_port, auth_port)
+    run_demo(host, port, ehr_port, auth_port, fhir_choice, fhir_url)
 
 
 @main.command("mock-ehr")
@@ -103,9 +140,13 @@ def client_token_command(aud: str) -> None:
 
 @main.command("worker")
 @click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
+@MIGRATE_OPTION
 @with_appcontext
-def worker_command(once: bool) -> None:
-    """Drain the write-back outbox (run several at scale; leases keep them apart)."""
+def worker_command(once: bool, migrate: bool) -> None:
+    """Drain the write-back outbox (run several at scale; leases keep them apart).
+
+    Refuses to start on a database whose schema is not current (see `countersign db upgrade`)."""
+    prepare_schema(current_app.config["COUNTERSIGN"].database_url or default_database_url(), migrate)
     worker = current_app.extensions[WORKER_KEY]
     if once:
         click.echo(f"settled {worker.run_once()} outbox messages")
@@ -116,6 +157,9 @@ def worker_command(once: bool) -> None:
         worker.run_forever(stop)
     except KeyboardInterrupt:
         stop.set()
+
+
+main.add_command(outbox_group)
 
 
 @main.group("model")
@@ -246,6 +290,7 @@ def eval_command(models: tuple[str, ...], every: bool, size: int, seed: int, car
     for model_id in chosen:
         run_evaluation(model_id, size, seed, cards_dir)
 
+
 @main.group("prompt")
 def prompt_group() -> None:
     """Prompt cards (versioned, immutable prompt templates)."""
@@ -278,6 +323,9 @@ def audit_verify_command() -> None:
         return
     click.echo(f"ledger broken at entry {result.broken_at}: {result.reason}", err=True)
     raise SystemExit(1)
+
+
+main.add_command(integration_test_command)
 
 
 if __name__ == "__main__":

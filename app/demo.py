@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager as ContextManager
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import click
 import requests
@@ -25,10 +26,12 @@ from app.audit.fhir_writer import WriteBackServer
 from app.db import INSTANCE_DIR, default_database_url
 from app.demo_client import ensure_key, trusted_client
 from app.fhir_test_server import FhirTestServer
+from app.hapi_server import HapiServer, unavailable_reason
 from app.migrate import upgrade
 from app.sandbox_ehr.cds_client import SANDBOX_ISSUER, ClientIdentity
 from app.sandbox_ehr.launcher import SmartLauncher
 from app.sandbox_ehr.synthetic.loader import load_cohort
+from app.server_process import ServerProcess
 from app.settings import Settings
 from app.wsgi_server import DEFAULT_THREADS, default_workers, serve
 from cds_hooks.auth import TrustedClient
@@ -42,15 +45,24 @@ def _step(number: int, text: str) -> None:
     click.echo(f"[{number}/{STEPS}] {text}")
 
 
-def run_demo(host: str, port: int, ehr_port: int, auth_port: int) -> None:
+FHIR_CHOICES = ("embedded", "hapi")
+
+
+def run_demo(
+    host: str,
+    port: int,
+    ehr_port: int,
+    auth_port: int,
+    fhir_choice: str = "embedded",
+    fhir_url: str | None = None,
+) -> None:
     base_url = f"http://{other_loopback_name(host)}:{port}"
     ehr_url = f"http://{host}:{ehr_port}"
     environment = Settings()
     database_url = environment.database_url or default_database_url()
     _step(1, "applying database migrations")
     upgrade(database_url)
-    _step(2, "starting the FHIR R4 test server")
-    with FhirTestServer() as fhir:
+    with _fhir_server(fhir_choice, fhir_url) as fhir:
         click.echo(f"      FHIR server: {fhir.base_url}")
         _step(3, "loading the synthetic patients (FHIR transactions)")
         patients = load_cohort(fhir.base_url)
@@ -79,6 +91,32 @@ def run_demo(host: str, port: int, ehr_port: int, auth_port: int) -> None:
                     DEFAULT_THREADS,
                     QUIET_GUNICORN,
                 )
+
+
+@dataclass(frozen=True)
+class ExistingServer:
+    base_url: str
+
+
+@contextmanager
+def _fhir_server(choice: str, url: str | None) -> Iterator[ServerProcess | ExistingServer]:
+    """The FHIR server the demo's EHR keeps its record on: one the user already runs (open, no
+    authentication), the HAPI FHIR server, or the embedded test server (the fast default)."""
+    if url:
+        _step(2, f"using your FHIR R4 server at {url}")
+        yield ExistingServer(url.rstrip("/"))
+        return
+    if choice == "hapi":
+        reason = unavailable_reason()
+        if reason:
+            raise click.ClickException(f"the HAPI FHIR server is not available: {reason}")
+        _step(2, "starting the HAPI FHIR server (JPA, in memory; about 15 s)")
+        server: ServerProcess = HapiServer()
+    else:
+        _step(2, "starting the FHIR R4 test server")
+        server = FhirTestServer()
+    with server:
+        yield server
 
 
 def other_loopback_name(host: str) -> str:

@@ -48,8 +48,10 @@ class Settings(BaseSettings):
     outbox_in_process: bool = True
     outbox_batch_size: int = 20
     outbox_lease_seconds: float = 60.0
-    outbox_max_attempts: int = 8
-    outbox_base_delay_seconds: float = 1.0
+    outbox_retry_window_hours: float = Field(default=72.0, ge=0)
+    outbox_base_delay_seconds: float = Field(default=1.0, gt=0)
+    outbox_breaker_failures: int = Field(default=5, ge=1)
+    outbox_probe_seconds: float = Field(default=30.0, gt=0)
     smart_ehrs: list[SmartEhr] = Field(default_factory=list)
     smart_standalone_iss: str | None = None
     smart_allow_http_loopback: bool = False

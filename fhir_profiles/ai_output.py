@@ -16,7 +16,6 @@ from fhir.resources.R4B.requestgroup import RequestGroup
 from fhir_profiles.common import (
     DATA_OPERATION,
     PROFILE_AI_PROVENANCE,
-    PROFILE_GUIDANCE_RESPONSE,
     PROFILE_REQUEST_GROUP,
     URI,
     ai_author,
@@ -43,6 +42,7 @@ class CardSetFacts:
     encounter_id: str | None
     user_id: str
     device_ref: str
+    service_ref: str
     model_version: str
     issued_at: datetime
     input_refs: tuple[str, ...]
@@ -58,17 +58,14 @@ def _context(facts: CardSetFacts) -> dict:
 
 
 def guidance_response(facts: CardSetFacts, request_group_ref: str) -> dict:
+    """The IG's mapping without its ``cdshooksguidanceresponse`` claim: that profile requires the
+    ``cqf-cdsHooksEndpoint`` extension, which FHIR R4 defines for PlanDefinition only, so HAPI FHIR
+    (and the HL7 validator) refuse it on a GuidanceResponse. The endpoint is in ``moduleUri``."""
     return validated(
         GuidanceResponse,
         {
             "resourceType": "GuidanceResponse",
-            "meta": {"profile": [PROFILE_GUIDANCE_RESPONSE], "security": [dict(AIAST)]},
-            "extension": [
-                {
-                    "url": "http://hl7.org/fhir/StructureDefinition/cqf-cdsHooksEndpoint",
-                    "valueUri": facts.service_url,
-                }
-            ],
+            "meta": {"security": [dict(AIAST)]},
             "requestIdentifier": {"system": URI, "value": f"urn:uuid:{facts.hook_instance}"},
             "identifier": [{"system": URI, "value": f"urn:uuid:{facts.key}"}],
             "moduleUri": facts.service_url,

@@ -27,16 +27,14 @@ from fhir_profiles.common import (
     validated,
 )
 
-SERVICE_DEVICE = "Device/countersign-cds-service"
-
 
 def _dcm(code: str, display: str) -> dict:
     return {"system": DCM, "code": code, "display": display}
 
 
-def _source() -> dict:
+def _source(service_ref: str) -> dict:
     return {
-        "observer": {"reference": SERVICE_DEVICE},
+        "observer": {"reference": service_ref},
         "type": [
             {
                 "system": "http://terminology.hl7.org/CodeSystem/security-source-type",
@@ -70,7 +68,7 @@ def hook_call_audit_event(facts: CardSetFacts, guidance_ref: str) -> dict:
             "agent": [
                 {
                     "type": {"coding": [_dcm("110152", "Destination Role ID")]},
-                    "who": {"reference": SERVICE_DEVICE},
+                    "who": {"reference": facts.service_ref},
                     "requestor": False,
                     "network": {"address": facts.service_url, "type": "5"},
                 },
@@ -94,7 +92,7 @@ def hook_call_audit_event(facts: CardSetFacts, guidance_ref: str) -> dict:
                     "requestor": False,
                 },
             ],
-            "source": _source(),
+            "source": _source(facts.service_ref),
             "entity": [
                 patient_entity(facts.patient_id),
                 {
@@ -116,7 +114,9 @@ def hook_call_audit_event(facts: CardSetFacts, guidance_ref: str) -> dict:
     )
 
 
-def write_back_audit_event(patient_id: str, written_ref: str, user_id: str, when: datetime) -> dict:
+def write_back_audit_event(
+    patient_id: str, written_ref: str, user_id: str, when: datetime, service_ref: str
+) -> dict:
     """E5: our write of a Provenance or Task recording a clinician's decision (BALP PatientCreate)."""
     return validated(
         AuditEvent,
@@ -138,7 +138,7 @@ def write_back_audit_event(patient_id: str, written_ref: str, user_id: str, when
             "agent": [
                 {
                     "type": {"coding": [_dcm("110153", "Source Role ID")]},
-                    "who": {"reference": SERVICE_DEVICE},
+                    "who": {"reference": service_ref},
                     "requestor": False,
                 },
                 {
@@ -155,7 +155,7 @@ def write_back_audit_event(patient_id: str, written_ref: str, user_id: str, when
                     "requestor": True,
                 },
             ],
-            "source": _source(),
+            "source": _source(service_ref),
             "entity": [
                 patient_entity(patient_id),
                 {
@@ -193,7 +193,7 @@ def service_read_audit_event(facts: CardSetFacts, prefetch_key: str) -> dict:
             "agent": [
                 {
                     "type": {"coding": [_dcm("110153", "Source Role ID")]},
-                    "who": {"reference": SERVICE_DEVICE},
+                    "who": {"reference": facts.service_ref},
                     "requestor": True,
                 },
                 {
@@ -210,7 +210,7 @@ def service_read_audit_event(facts: CardSetFacts, prefetch_key: str) -> dict:
                     "requestor": False,
                 },
             ],
-            "source": _source(),
+            "source": _source(facts.service_ref),
             "entity": [
                 patient_entity(facts.patient_id),
                 {

@@ -30,13 +30,13 @@ SUBTYPE_BY_STATUS = {
     "paused": ("model-version-paused", "AI model version paused"),
     "retired": ("model-version-retired", "AI model version retired"),
 }
-GOVERNANCE_SERVICE = "Device/countersign-governance"
 
 
 @dataclass(frozen=True)
 class ModelChangeFacts:
     model_label: str
     device_ref: str
+    service_ref: str
     previous_status: str
     status: str
     approver: str
@@ -80,12 +80,12 @@ def change_control_audit_event(change: ModelChangeFacts) -> dict:
                 },
                 {
                     "type": {"coding": [{"system": DCM, "code": "110150", "display": "Application"}]},
-                    "who": {"reference": GOVERNANCE_SERVICE},
+                    "who": {"reference": change.service_ref},
                     "requestor": False,
                 },
             ],
             "source": {
-                "observer": {"reference": GOVERNANCE_SERVICE},
+                "observer": {"reference": change.service_ref},
                 "type": [
                     {
                         "system": f"{TERMINOLOGY}/security-source-type",

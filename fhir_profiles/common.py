@@ -11,9 +11,6 @@ from fhir_profiles.security_labels import AIAST
 CANONICAL = "https://countersign.health/fhir"
 PROFILE_AI_PROVENANCE = "http://hl7.org/fhir/uv/aitransparency/StructureDefinition/AI-Provenance"
 PROFILE_AI_DEVICE = "http://hl7.org/fhir/uv/aitransparency/StructureDefinition/AI-Device"
-PROFILE_GUIDANCE_RESPONSE = (
-    "http://hl7.org/fhir/uv/cds-hooks-clinical-reasoning/StructureDefinition/cdshooksguidanceresponse"
-)
 PROFILE_REQUEST_GROUP = (
     "http://hl7.org/fhir/uv/cds-hooks-clinical-reasoning/StructureDefinition/cdshooksrequestgroup"
 )

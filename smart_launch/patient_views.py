@@ -6,7 +6,8 @@ from __future__ import annotations
 from flask import Blueprint, render_template
 from sqlmodel import Session
 
-from app.patient_activity import patient_cards
+from app.patient_activity import CardActivity, patient_cards
+from fhir_profiles.common import DELIVERY_TAG_SYSTEM
 from smart_launch.fhir import SessionEnded, search
 from smart_launch.roles import ROLES
 from smart_launch.safety_views import REPORTERS
@@ -42,8 +43,26 @@ def patient_activity():
         cards=cards,
         provenance=provenance,
         audit_events=audit_events,
+        on_ehr=_on_ehr(row.iss or "", cards, provenance),
         can_report=row.role in REPORTERS,
     )
+
+
+def _on_ehr(base: str, cards: list[CardActivity], provenance: list[dict]) -> dict[str, str]:
+    """The EHR's URL of a Provenance we wrote for each record, by the record's delivery-tag prefix."""
+    tagged = [
+        (tag.get("code", ""), resource.get("id"))
+        for resource in provenance
+        for tag in resource.get("meta", {}).get("tag", [])
+        if tag.get("system") == DELIVERY_TAG_SYSTEM
+    ]
+    records = [w for card in cards for w in (card.output_write_back, card.decision_write_back) if w]
+    return {
+        record.tag_prefix: f"{base}/Provenance/{ident}"
+        for record in records
+        for code, ident in tagged
+        if code.startswith(record.tag_prefix) and code.endswith(".provenance")
+    }
 
 
 def _distinct(resources: list[dict]) -> list[dict]:

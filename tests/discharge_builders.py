@@ -11,6 +11,7 @@ PATIENT_ID = "pat-discharge-001"
 ENCOUNTER_ID = "enc-2026-0042"
 SNOMED = "http://snomed.info/sct"
 LOINC = "http://loinc.org"
+XHTML = "http://www.w3.org/1999/xhtml"
 
 # Every value here identifies the patient; none may appear in anything sent to a model.
 IDENTIFYING = (
@@ -59,7 +60,7 @@ def patient() -> dict:
                 "telecom": [{"system": "phone", "value": "555-777-1212"}],
             }
         ],
-        "text": {"status": "generated", "div": "<div>Maria Elena Garcia, MRN-4471829</div>"},
+        "text": {"status": "generated", "div": f'<div xmlns="{XHTML}">Maria Elena Garcia, MRN-4471829</div>'},
     }
 
 

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from app import WORKER_KEY
 from app.audit.fhir_writer import WriteBackServer
 from app.fhir_test_server import FhirTestServer
-from tests.builders import full_prefetch, medication_request, order_sign_request
+from tests.builders import PATIENT_ID, full_prefetch, medication_request, order_sign_request, patient
 from tests.writeback_helpers import SERVICE, drain, statuses
 
 pytestmark = pytest.mark.integration
@@ -115,6 +115,12 @@ def test_write_back_uses_one_backend_services_token_for_many_messages(make_app, 
         with FhirTestServer(require_bearer=ISSUED_TOKEN) as fhir:
             app = make_app(writeback_servers=[writeback(fhir, endpoint, key_path)], outbox_in_process=False)
             client = app.test_client()
+            requests.put(  # the EHR's chart holds the patient the hooks are about
+                f"{fhir.base_url}/Patient/{PATIENT_ID}",
+                json=patient(),
+                headers={"Authorization": f"Bearer {ISSUED_TOKEN}"},
+                timeout=10,
+            ).raise_for_status()
             for index in range(3):
                 body = order_sign_request(
                     [medication_request(f"d{index}")], full_prefetch(), fhirServer=fhir.base_url
@@ -123,7 +129,7 @@ def test_write_back_uses_one_backend_services_token_for_many_messages(make_app, 
             drain(app.extensions[WORKER_KEY])
             found = requests.get(
                 f"{fhir.base_url}/GuidanceResponse",
-                params={"subject": "Patient/pat-renal-001"},
+                params={"subject": f"Patient/{PATIENT_ID}"},
                 headers={"Authorization": f"Bearer {ISSUED_TOKEN}"},
                 timeout=10,
             ).json()

@@ -17,9 +17,12 @@ from tests.discharge_builders import (
     IDENTIFYING,
     PATIENT_ID,
     discharge_request,
+    encounter,
     model_answer,
+    patient,
 )
 from tests.fake_llm_server import FakeLlmServer
+from tests.writeback_helpers import put
 
 PATH = "/cds-services/discharge-summary-draft"
 SECRET = "a-de-identification-secret-for-tests"
@@ -231,6 +234,8 @@ def test_the_fhir_server_accepts_the_proposed_document_as_the_ehr_would_create_i
     app, client, auth, fhir_server
 ):
     document, _ = proposed_document(app, call(client, auth))
+    for on_record in (patient(), encounter()):  # the chart the EHR files the document in
+        put(fhir_server, on_record)
     created = requests.post(
         f"{fhir_server}/DocumentReference",
         json=document,

@@ -65,6 +65,7 @@ FACTS = CardSetFacts(
     encounter_id="e1",
     user_id="Practitioner/prac-001",
     device_ref="Device/medication-safety-1.0.0",
+    service_ref="Device/countersign-cds-service",
     model_version="medication-safety-1.0.0",
     issued_at=WHEN,
     input_refs=("Observation/egfr-1", "MedicationRequest/m1"),
@@ -84,6 +85,7 @@ DECISION = DecisionFacts(
 CHANGE = ModelChangeFacts(
     model_label="Countersign Medication Safety 1.0.0",
     device_ref="Device/medication-safety-1.0.0",
+    service_ref="Device/countersign-governance",
     previous_status="active",
     status="paused",
     approver="Practitioner/cmio-1",
@@ -102,7 +104,7 @@ def test_every_local_profile_we_claim_has_a_structure_definition():
     built = [
         hook_call_audit_event(FACTS, "GuidanceResponse/g"),
         service_read_audit_event(FACTS, "renalFunction"),
-        write_back_audit_event("p1", "Provenance/x", FACTS.user_id, WHEN),
+        write_back_audit_event("p1", "Provenance/x", FACTS.user_id, WHEN, FACTS.service_ref),
         override_task(FACTS, DECISION, "RequestGroup/r"),
         change_control_audit_event(CHANGE),
     ]

@@ -15,7 +15,7 @@ from app.cli import main
 from app.governance.change_control import ChangeRefused, change_status
 from smart_launch.blueprint import MODEL_CARDS_KEY
 from tests.builders import medication_request, order_sign_request
-from tests.writeback_helpers import SERVICE, drain, search, statuses, writeback_settings
+from tests.writeback_helpers import SERVICE, drain, put, search, statuses, writeback_settings
 
 APPROVER = {
     "approver": "Practitioner/cmio-1",
@@ -95,6 +95,7 @@ def test_cli_pause_is_written_back_as_change_control_audit_and_provenance(
     make_app, auth, fhir_server, monkeypatch
 ):
     app = make_app(**writeback_settings(fhir_server), writeback_default_server=fhir_server)
+    put(fhir_server, {"resourceType": "Practitioner", "id": "cmio-1", "name": [{"family": "Okafor"}]})
     settings = app.config["COUNTERSIGN"]
     monkeypatch.setenv("COUNTERSIGN_DATABASE_URL", settings.database_url)
     monkeypatch.setenv("COUNTERSIGN_WRITEBACK_SERVERS", json.dumps([{"base_url": fhir_server}]))

@@ -78,13 +78,18 @@ def test_a_resource_the_server_rejects_is_dead_lettered_and_the_rest_arrive(make
     with Session(app.extensions[DATABASE_KEY]) as session:
         dead = session.exec(select(OutboxMessage).where(OutboxMessage.status == DEAD)).one()
     assert dead.record_id == 2
-    assert dead.last_error["resourceType"] == "OperationOutcome"
-    assert total(fhir_server, "GuidanceResponse", subject=f"Patient/{patient_id}") == 2
+    [refused] = dead.last_error["issue"]  # only the AI-Provenance carries the broken reference
+    assert refused["expression"][0].startswith("Provenance.entity")
+    # the rest of the refused record still arrived: its GuidanceResponse, RequestGroup and AuditEvent
+    assert total(fhir_server, "GuidanceResponse", subject=f"Patient/{patient_id}") == 3
+    assert total(fhir_server, "AuditEvent", patient=patient_id) == 3
+    assert total(fhir_server, "Provenance", entity=f"Patient/{patient_id}") == 2
 
 
 def test_a_record_that_cannot_be_built_is_dead_lettered_not_retried_forever(make_app, auth, fhir_server):
     app = make_app(**writeback_settings(fhir_server))
     patient_id = f"nb{time.time_ns()}"
+    put(fhir_server, patient(patient_id))
     hook_calls(app.test_client(), auth, fhir_server, patient_id, 2)
     with app.extensions[DATABASE_KEY].begin() as connection:
         connection.execute(text('UPDATE issued_card SET card = \'{"uuid": "x"}\' WHERE card_set_id = 1'))
@@ -97,11 +102,12 @@ def test_fhir_server_down_during_500_decisions_then_everything_arrives_once(make
     server = FhirTestServer(port=port)
     base = server.start()
     app = make_app(
-        **writeback_settings(base, outbox_base_delay_seconds=0.01, outbox_max_attempts=100),
+        **writeback_settings(base, outbox_base_delay_seconds=0.01),
         rate_limit_per_minute=0,  # one client sends 500 calls as fast as it can: a load test, not abuse
     )
     client = app.test_client()
     patient_id = f"down{time.time_ns()}"
+    put(base, patient(patient_id))
     cards = hook_calls(client, auth, base, patient_id, 250)
     server.stop()
     accept_all(client, auth, cards)
@@ -113,6 +119,7 @@ def test_fhir_server_down_during_500_decisions_then_everything_arrives_once(make
     assert statuses(app).get(DELIVERED, 0) == 0
     restarted = FhirTestServer(port=port)
     restarted.start()
+    put(base, patient(patient_id))  # the restarted server is empty; the EHR's chart comes back first
     try:
         deadline = time.monotonic() + 300
         while statuses(app).get(PENDING) and time.monotonic() < deadline:
@@ -130,6 +137,7 @@ def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(make_app, make_s
     overrides = writeback_settings(fhir_server, outbox_lease_seconds=2, outbox_batch_size=50)
     app = make_app(**overrides)
     patient_id = f"kill{time.time_ns()}"
+    put(fhir_server, patient(patient_id))
     hook_calls(app.test_client(), auth, fhir_server, patient_id, 200)
     settings = make_settings(**overrides)
     env = os.environ | {
@@ -170,10 +178,14 @@ class CountingDeliverer:
             self.log.append(record_id)
         return self.inner.build(kind, record_id, writer)
 
+    def resolve_references(self, writer, bundles) -> None:
+        self.inner.resolve_references(writer, bundles)
+
 
 def test_two_workers_never_hold_one_message_at_once(make_app, auth, fhir_server):
     app = make_app(**writeback_settings(fhir_server))
     patient_id = f"pg{time.time_ns()}"
+    put(fhir_server, patient(patient_id))
     hook_calls(app.test_client(), auth, fhir_server, patient_id, 120)
     workers = [make_app(**writeback_settings(fhir_server)).extensions[WORKER_KEY] for _ in range(2)]
     delivered: list[int] = []

@@ -102,9 +102,9 @@ def test_paginated_prefetch_is_completed_from_the_server(client, auth, fhir_serv
     patient_id = f"p{uuid.uuid4().hex[:12]}"
     observations = [egfr(90, days_ago=30 + i, patient_id=patient_id) for i in range(5)]
     observations.append(egfr(22, days_ago=1, obs_id=f"latest{patient_id}", patient_id=patient_id))
-    for resource in observations:
+    for resource in [patient(patient_id), *observations]:
         requests.put(
-            f"{fhir_server}/Observation/{resource['id']}", json=resource, timeout=10
+            f"{fhir_server}/{resource['resourceType']}/{resource['id']}", json=resource, timeout=10
         ).raise_for_status()
     first_page = requests.get(
         f"{fhir_server}/Observation", params={"patient": patient_id, "_count": 2, "_sort": "date"}, timeout=10

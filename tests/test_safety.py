@@ -11,8 +11,8 @@ from app import DATABASE_KEY, WORKER_KEY
 from app.db import utcnow
 from app.safety.dashboard import safety_summary
 from app.safety.events import ReportRefused, report_safety_event
-from tests.builders import full_prefetch, medication_request, moment, order_sign_request
-from tests.writeback_helpers import FEEDBACK, NON_ADHERENCE, SERVICE, drain, search, writeback_settings
+from tests.builders import full_prefetch, medication_request, moment, order_sign_request, patient
+from tests.writeback_helpers import FEEDBACK, NON_ADHERENCE, SERVICE, drain, put, search, writeback_settings
 
 MODEL = "medication-safety-1.0.0"
 
@@ -139,6 +139,7 @@ def test_a_safety_event_is_written_back_as_an_adverse_event_naming_the_ai_device
     app = make_app(**writeback_settings(fhir_server))
     client = app.test_client()
     patient_id = f"se{utcnow().strftime('%H%M%S%f')}"
+    put(fhir_server, patient(patient_id))
     body = order_sign_request(
         [medication_request(f"met-{patient_id}", patient_id=patient_id)],
         full_prefetch(egfr_value=25, patient_id=patient_id),

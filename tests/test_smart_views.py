@@ -24,6 +24,7 @@ from tests.writeback_helpers import (
     drain,
     order_sign_session,
     override,
+    put,
     search,
     writeback_settings,
 )
@@ -186,8 +187,31 @@ def test_patient_activity_shows_that_patients_cards_and_the_ehrs_provenance(
     assert "No patient in context" in nobody.get("/app/patient").get_data(as_text=True)
 
 
+def test_patient_activity_shows_where_each_record_stands_on_the_ehr(smart_app, ehr, auth, fhir_server):
+    """On the EHR (a link to our Provenance there), pending, or dead-lettered with the reason."""
+    hooks = smart_app.test_client()
+    patient, metformin, warfarin = order_sign_session(hooks, auth, fhir_server)
+    override(hooks, auth, warfarin)
+    with smart_app.extensions[DATABASE_KEY].begin() as connection:  # a record the server refuses
+        connection.execute(text("UPDATE card_decision SET override_system = ' not a uri '"))
+    drain(smart_app.extensions[WORKER_KEY])
+    accept_and_apply(hooks, auth, fhir_server, metformin)  # not drained yet: pending
+    client, _ = signed_in(smart_app, ehr, "cmio-1", patient=patient)
+    page = client.get("/app/patient").get_data(as_text=True)
+
+    [output] = [
+        p for p in search(fhir_server, "Provenance", entity=f"Patient/{patient}") if "AI inference" in str(p)
+    ]
+    records = dict(re.findall(r'data-card="([^"]+)".*?data-record="decision">(.*?)</dd>', page, re.S))
+    assert f"/Provenance/{output['id']}\" target=" in page and page.count(">on the EHR</span>") == 2
+    assert "pending" in records[metformin["uuid"]]
+    assert "dead-lettered" in records[warfarin["uuid"]]
+    assert "HTTP 400: error/structure at Task.statusReason" in records[warfarin["uuid"]]
+
+
 def test_signing_writes_the_edited_document_with_its_ai_provenance(smart_app, ehr, auth, fhir_server):
     patient, card = discharge_card(smart_app.test_client(), auth, fhir_server)
+    put(fhir_server, {"resourceType": "Practitioner", "id": "clin-1"})  # the EHR's user, on its server
     context = {"card": card["uuid"], "review": True}
     client, landing = signed_in(smart_app, ehr, "clin-1", patient=patient, app_context=context)
     assert landing == f"/app/reviews/{card['uuid']}"

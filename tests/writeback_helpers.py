@@ -49,21 +49,24 @@ def search(fhir_base: str, resource_type: str, **params: str) -> list[dict]:
 
 
 def order_sign_session(client, auth, fhir_base: str) -> tuple[str, dict, dict]:
-    """A clinician signs metformin 2 g/day at eGFR 38 and ibuprofen while on warfarin: two cards."""
+    """A clinician signs metformin 2 g/day at eGFR 38 and ibuprofen while on warfarin: two cards.
+
+    The drafts are never stored on the FHIR server, as CDS Hooks allows."""
     patient_id = f"wb{uuid.uuid4().hex[:12]}"
     put(fhir_base, patient(patient_id))
     drafts = [
         medication_request(f"met-{patient_id}", dose_mg=1000, per_day=2, patient_id=patient_id),
         medication_request(f"ibu-{patient_id}", IBUPROFEN, dose_mg=600, per_day=3, patient_id=patient_id),
     ]
-    for draft in drafts:
-        put(fhir_base, draft)
     warfarin = medication_request(
         f"war-{patient_id}", WARFARIN, status="active", dose_mg=5, per_day=1, patient_id=patient_id
     )
+    renal = egfr(38, obs_id=f"egfr-{patient_id}", patient_id=patient_id)
+    for on_record in (warfarin, renal):  # the chart is on the server; the drafts never are
+        put(fhir_base, on_record)
     prefetch = full_prefetch(patient_id=patient_id) | {
         "medications": searchset([warfarin]),
-        "renalFunction": searchset([egfr(38, patient_id=patient_id)]),
+        "renalFunction": searchset([renal]),
     }
     body = order_sign_request(drafts, prefetch, patient_id=patient_id, fhirServer=fhir_base)
     cards = client.post(SERVICE, json=body, headers=auth(SERVICE)).get_json()["cards"]

@@ -8,7 +8,6 @@ so the two messages may land in either order.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 
 from pydantic import ValidationError
@@ -16,7 +15,9 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from app.audit.fhir_writer import DeliveryError, FhirWriter
+from app.audit.references import KnownReferences
 from app.audit.tables import CardDecision, CardSet, IssuedCard
+from app.audit.transaction_bundle import TransactionBundle
 from app.governance.lifecycle import ModelChange
 from app.registry import ModelCard
 from app.review.checkpoint import SIGNED_REVIEW
@@ -29,53 +30,25 @@ from fhir_profiles.audit_events import (
     write_back_audit_event,
 )
 from fhir_profiles.change_control import ModelChangeFacts, change_control_audit_event, change_provenance
-from fhir_profiles.common import DELIVERY_TAG_SYSTEM
 from fhir_profiles.decisions import (
     DecisionFacts,
     acceptance_provenance,
     override_provenance,
     override_task,
 )
-from fhir_profiles.device import ai_device, model_identifier
+from fhir_profiles.device import (
+    CDS_SERVICE,
+    GOVERNANCE_SERVICE,
+    ai_device,
+    model_identifier,
+    service_device,
+    service_identifier,
+)
 from fhir_profiles.safety_report import SafetyReport, adverse_event
 from fhir_profiles.security_labels import URI_IDENTIFIER_SYSTEM
 from fhir_profiles.signed_document import SignedDraft, signed_document, signed_document_provenance
 
 CARD_SET, DECISION, MODEL_CHANGE = "card-set", "decision", "model-change"
-
-
-@dataclass
-class TransactionBundle:
-    entries: list[dict] = field(default_factory=list)
-
-    def add(self, resource: dict, key: str, if_none_exist: str | None = None) -> str:
-        """Add a conditional create; returns the ``urn:uuid`` other entries reference it by."""
-        full_url = f"urn:uuid:{uuid.uuid4()}"
-        meta = resource.setdefault("meta", {})
-        meta.setdefault("tag", []).append({"system": DELIVERY_TAG_SYSTEM, "code": key})
-        condition = if_none_exist or f"_tag={DELIVERY_TAG_SYSTEM}|{key}"
-        request = {"method": "POST", "url": resource["resourceType"], "ifNoneExist": condition}
-        self.entries.append({"fullUrl": full_url, "resource": resource, "request": request})
-        return full_url
-
-    def as_fhir(self) -> dict:
-        return {"resourceType": "Bundle", "type": "transaction", "entry": self.entries}
-
-    @classmethod
-    def combine(cls, bundles: list[TransactionBundle]) -> TransactionBundle:
-        """One Bundle for many messages: a conditional create repeated across them (the model's
-        Device, a card set's RequestGroup) is kept once and references to the copies redirected."""
-        kept: dict[str, str] = {}
-        aliases: dict[str, str] = {}
-        entries: list[dict] = []
-        for entry in (entry for bundle in bundles for entry in bundle.entries):
-            condition = entry["request"]["ifNoneExist"]
-            if condition in kept:
-                aliases[entry["fullUrl"]] = kept[condition]
-                continue
-            kept[condition] = entry["fullUrl"]
-            entries.append(entry)
-        return cls([{**entry, "resource": _redirect(entry["resource"], aliases)} for entry in entries])
 
 
 @dataclass(frozen=True)
@@ -85,6 +58,7 @@ class Deliverer:
     engine: Engine
     models: dict[str, ModelCard]
     base_url: str
+    known: dict[str, KnownReferences] = field(default_factory=dict)
 
     def build(self, kind: str, record_id: int, writer: FhirWriter) -> TransactionBundle:
         """The message's Bundle; a record that cannot become valid FHIR is a permanent failure."""
@@ -105,6 +79,11 @@ class Deliverer:
                 raise DeliveryError(reason, permanent=True) from None
         return bundle
 
+    def resolve_references(self, writer: FhirWriter, bundles: list[TransactionBundle]) -> None:
+        """Make references the server cannot resolve logical, asking it once for a whole batch."""
+        known = self.known.setdefault(writer.server.key, KnownReferences(writer))
+        known.localize([entry["resource"] for bundle in bundles for entry in bundle.entries])
+
     def _device(self, bundle: TransactionBundle, model_id: str, version: str) -> str:
         """The model version's AI-Device, created once on the server and referenced from the Bundle."""
         model = self.models[model_id]
@@ -113,6 +92,13 @@ class Deliverer:
         identifier = model_identifier(key)
         return bundle.add(device, f"device.{key}", f"identifier={identifier['system']}|{key}")
 
+    @staticmethod
+    def _service(bundle: TransactionBundle, service_key: str) -> str:
+        """Countersign's own Device, created once on the server before its AuditEvents name it."""
+        identifier = service_identifier(service_key)
+        condition = f"identifier={identifier['system']}|{service_key}"
+        return bundle.add(service_device(service_key), f"service.{service_key}", condition)
+
     def _model_change_bundle(self, session: Session, change_id: int) -> TransactionBundle:
         bundle = TransactionBundle()
         change = session.get(ModelChange, change_id)
@@ -120,6 +106,7 @@ class Deliverer:
         facts = ModelChangeFacts(
             model_label=f"{model.name} {change.model_version}",
             device_ref=self._device(bundle, change.model_id, change.model_version),
+            service_ref=self._service(bundle, GOVERNANCE_SERVICE),
             previous_status=change.previous_status,
             status=change.status,
             approver=change.approver,
@@ -171,7 +158,9 @@ class Deliverer:
         key = f"review.{review.card_uuid}"
         document = bundle.add(signed_document(draft), f"{key}.document")
         written = bundle.add(signed_document_provenance(draft, document), f"{key}.provenance")
-        audit = write_back_audit_event(facts.patient_id, written, review.reviewer, review.decided_at)
+        audit = write_back_audit_event(
+            facts.patient_id, written, review.reviewer, review.decided_at, facts.service_ref
+        )
         bundle.add(audit, f"{key}.audit-event")
         return bundle
 
@@ -187,6 +176,7 @@ class Deliverer:
             encounter_id=card_set.encounter_id,
             user_id=card_set.user_id,
             device_ref=device_ref,
+            service_ref=self._service(bundle, CDS_SERVICE),
             model_version=f"{card_set.model_id}-{card_set.model_version}",
             issued_at=card_set.created_at,
             input_refs=tuple(card_set.input_refs),
@@ -221,13 +211,15 @@ class Deliverer:
             reason=_reason(decision),
             comment=decision.user_comment,
         )
-        key = f"decision.{decision.fingerprint[:32]}"
+        key = decision_key(decision)
         if decision.outcome == "accepted":
             self._add_acceptance(bundle, facts, decided, card.card, group, key, writer)
         else:
             task = bundle.add(override_task(facts, decided, group), f"{key}.task")
             written = bundle.add(override_provenance(facts, decided, task, group), f"{key}.provenance")
-            audit = write_back_audit_event(facts.patient_id, written, facts.user_id, decided.decided_at)
+            audit = write_back_audit_event(
+                facts.patient_id, written, facts.user_id, decided.decided_at, facts.service_ref
+            )
             bundle.add(audit, f"{key}.audit-event")
         return bundle
 
@@ -248,8 +240,15 @@ class Deliverer:
                 provenance = acceptance_provenance(facts, decided, target, action["type"], group)
                 step = f"{key}.{suggestion['uuid'][:8]}.{index}"
                 written = bundle.add(provenance, f"{step}.provenance")
-                audit = write_back_audit_event(facts.patient_id, written, facts.user_id, decided.decided_at)
+                audit = write_back_audit_event(
+                facts.patient_id, written, facts.user_id, decided.decided_at, facts.service_ref
+            )
                 bundle.add(audit, f"{step}.audit-event")
+
+
+def decision_key(decision: CardDecision) -> str:
+    """Where the delivery tag of every resource a decision writes starts (a card set's: its uuid)."""
+    return f"decision.{decision.fingerprint[:32]}"
 
 
 def _accepted_target(action: dict, suggestion_uuid: str, writer: FhirWriter) -> str:
@@ -279,17 +278,6 @@ def _with_held(card: IssuedCard) -> dict:
         "suggestions": suggestions,
         "selectionBehavior": card.card.get("selectionBehavior", "at-most-one"),
     }
-
-
-def _redirect(value: object, aliases: dict[str, str]) -> object:
-    if isinstance(value, list):
-        return [_redirect(item, aliases) for item in value]
-    if isinstance(value, dict):
-        return {
-            key: aliases.get(item, item) if key == "reference" else _redirect(item, aliases)
-            for key, item in value.items()
-        }
-    return value
 
 
 def _reason(decision: CardDecision) -> dict | None:

@@ -7,6 +7,8 @@ own: SMART Backend Services, a static bearer token, or none (an open sandbox).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Literal
 
@@ -17,6 +19,8 @@ from pydantic import BaseModel, model_validator
 from app.audit.backend_services import DEFAULT_SCOPE, BackendServicesToken, TokenError
 
 FHIR_JSON = "application/fhir+json"
+#: Statuses that say the server did not take the request (overloaded, down, timed out, gateway).
+NOT_TAKEN = frozenset({408, 429, 502, 503, 504})
 
 
 class WriteBackServer(BaseModel):
@@ -56,15 +60,38 @@ class WriteBackServer(BaseModel):
 
 
 class DeliveryError(Exception):
-    """A write that did not land; ``permanent`` ones are dead-lettered, the rest retried."""
+    """A write that did not land; ``permanent`` ones are dead-lettered, the rest retried.
 
-    def __init__(self, reason: str, *, permanent: bool, outcome: dict | None = None) -> None:
+    ``status`` is the server's HTTP status (None when no answer came, or when the failure is ours);
+    ``retry_after`` is the server's ``Retry-After`` in seconds; ``unanswered`` says the server did
+    not take the request at all, so that sending it anything else now is pointless.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        permanent: bool,
+        outcome: dict | None = None,
+        status: int | None = None,
+        retry_after: float | None = None,
+        unanswered: bool = False,
+    ) -> None:
         super().__init__(reason)
         self.permanent = permanent
+        self.status = status
+        self.retry_after = retry_after
+        self.unanswered = unanswered or status in NOT_TAKEN
         self.outcome = outcome or {
             "resourceType": "OperationOutcome",
             "issue": [{"severity": "error", "code": "exception", "diagnostics": reason}],
         }
+
+    @property
+    def server_fault(self) -> bool:
+        """The target failed (no answer, 5xx, 408, 429), as opposed to refusing or our own error:
+        what the per-target circuit breaker counts."""
+        return self.unanswered or (self.status is not None and self.status >= 500)
 
 
 @dataclass
@@ -84,7 +111,7 @@ class FhirWriter:
             try:
                 headers["Authorization"] = f"Bearer {self.tokens.bearer()}"
             except TokenError as error:
-                raise DeliveryError(str(error), permanent=False) from None
+                raise DeliveryError(str(error), permanent=False, unanswered=True) from None
         return headers
 
     def transaction(self, bundle: dict) -> dict:
@@ -100,7 +127,7 @@ class FhirWriter:
             )
         except requests.RequestException as error:
             raise DeliveryError(
-                f"FHIR server unreachable ({type(error).__name__})", permanent=False
+                f"FHIR server unreachable ({type(error).__name__})", permanent=False, unanswered=True
             ) from None
         body = _json(response)
         if response.status_code == 401 and self.tokens is not None:
@@ -108,8 +135,32 @@ class FhirWriter:
         if response.status_code >= 400:
             transient = response.status_code >= 500 or response.status_code in (408, 429)
             outcome = body if body.get("resourceType") == "OperationOutcome" else None
-            raise DeliveryError(f"HTTP {response.status_code}", permanent=not transient, outcome=outcome)
+            raise DeliveryError(
+                f"HTTP {response.status_code}",
+                permanent=not transient,
+                outcome=outcome,
+                status=response.status_code,
+                retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+            )
         return body
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """``Retry-After`` as seconds from now: delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
+    Anything else, or a date in the past, is no advice (None)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        return None
+    seconds = (moment - (now or datetime.now(UTC))).total_seconds()
+    return seconds if seconds > 0 else None
 
 
 def _json(response: requests.Response) -> dict:

@@ -19,7 +19,8 @@ bp = Blueprint("metrics", __name__)
 
 @bp.get("/metrics")
 def metrics_endpoint() -> Response:
-    body = exposition.render(current_app.extensions[DATABASE_KEY])
+    targets = [server.key for server in current_app.config["COUNTERSIGN"].writeback_servers]
+    body = exposition.render(current_app.extensions[DATABASE_KEY], targets)
     return Response(body, content_type=exposition.CONTENT_TYPE)
 
 

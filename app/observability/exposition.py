@@ -2,15 +2,16 @@
 
 Under gunicorn each worker is its own process, so counters are kept in files under
 ``PROMETHEUS_MULTIPROC_DIR`` and summed at scrape time (prometheus-client's multiprocess mode);
-``countersign serve`` sets that up. Outbox depth, delivery lag and dead letters are read from the
-database on each scrape, so they are true for every web process and separate ``countersign worker``.
+``countersign serve`` sets that up. Outbox depth, delivery lag, dead letters and the write-back
+targets' circuit breakers are read from the database on each scrape, so they are true for every
+web process and separate ``countersign worker``.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from prometheus_client import (
@@ -23,49 +24,55 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
-from app.audit.outbox import DEAD, PENDING, OutboxMessage
+from app.audit import outbox_report
+from app.audit.outbox import DEAD, PENDING
 from app.db import utcnow
+from app.observability.metrics import CIRCUIT_STATES
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
 class OutboxCollector(Collector):
-    """Depth by status, the age of the oldest pending message (delivery lag) and dead letters."""
+    """Depth by status; per target, dead letters, the age of the oldest pending message (delivery
+    lag) and the state of the target's circuit breaker."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, configured_targets: Iterable[str] = ()) -> None:
         self.engine = engine
+        self.configured_targets = tuple(configured_targets)
 
     def collect(self) -> Iterator[Metric]:
+        now = utcnow()
         with self.engine.connect() as connection:
-            counts = dict(
-                connection.execute(
-                    select(OutboxMessage.status, func.count())
-                    .where(OutboxMessage.status.in_([PENDING, DEAD]))
-                    .group_by(OutboxMessage.status)
-                ).all()
-            )
-            oldest = connection.execute(
-                select(func.min(OutboxMessage.created_at)).where(OutboxMessage.status == PENDING)
-            ).scalar()
+            reports = outbox_report.targets(connection, self.configured_targets, now, (PENDING, DEAD))
         depth = GaugeMetricFamily(
             "countersign_outbox_messages", "Outbox messages by status (pending, dead).", labels=["status"]
         )
         for status in (PENDING, DEAD):
-            depth.add_metric([status], counts.get(status, 0))
+            depth.add_metric([status], sum(report.counts[status] for report in reports))
         yield depth
-        yield GaugeMetricFamily(
+        dead = GaugeMetricFamily(
             "countersign_outbox_dead_letters",
-            "Write-backs given up on: they need an operator (see last_error on the message).",
-            value=counts.get(DEAD, 0),
+            "Write-backs given up on, per target: they need an operator (countersign outbox list --dead).",
+            labels=["target"],
         )
-        yield GaugeMetricFamily(
+        lag = GaugeMetricFamily(
             "countersign_outbox_oldest_pending_seconds",
-            "Delivery lag: age of the oldest message still waiting to be written back (0 when none).",
-            value=_age_seconds(oldest),
+            "Delivery lag per target: age of the oldest message still waiting to be written (0 when none).",
+            labels=["target"],
         )
+        breaker = GaugeMetricFamily(
+            "countersign_outbox_breaker_state",
+            "Circuit breaker of each write-back target: 0 closed, 1 half-open (probe due), 2 open (paused).",
+            labels=["target"],
+        )
+        for report in reports:
+            dead.add_metric([report.target], report.counts[DEAD])
+            lag.add_metric([report.target], report.oldest_pending_seconds(now))
+            breaker.add_metric([report.target], CIRCUIT_STATES[report.breaker])
+        yield from (dead, lag, breaker)
 
 
 class _ProcessCollector(Collector):
@@ -75,21 +82,14 @@ class _ProcessCollector(Collector):
         yield from REGISTRY.collect()
 
 
-def _age_seconds(created_at: object) -> float:
-    if created_at is None:
-        return 0.0
-    aware = created_at if created_at.tzinfo else created_at.replace(tzinfo=utcnow().tzinfo)
-    return max((utcnow() - aware).total_seconds(), 0.0)
-
-
-def render(engine: Engine) -> bytes:
-    """The exposition text for one scrape."""
+def render(engine: Engine, targets: Iterable[str] = ()) -> bytes:
+    """The exposition text for one scrape; ``targets`` are the configured write-back servers."""
     registry = CollectorRegistry()
     if os.environ.get(MULTIPROC_ENV):
         multiprocess.MultiProcessCollector(registry)
     else:
         registry.register(_ProcessCollector())
-    registry.register(OutboxCollector(engine))
+    registry.register(OutboxCollector(engine, targets))
     return generate_latest(registry)
 
 

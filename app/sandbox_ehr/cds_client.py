@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -78,6 +79,8 @@ class CdsClient:
     fhir_server: str
     timeout: float = 10.0
     session: requests.Session = field(default_factory=requests.Session)
+    #: The EHR's own access token for its FHIR server's prefetch reads (None: an open sandbox).
+    fhir_token: Callable[[], str | None] | None = None
     _discovery: tuple[float, list[ServiceEntry]] | None = None
 
     def __post_init__(self) -> None:
@@ -107,7 +110,8 @@ class CdsClient:
         no value, or a query that fails, is left out so the service can fetch or report it.
         """
         parsed = parse_context(HOOKS[entry.hook], context)
-        reader = FhirReader(self.fhir_server, None, self.timeout, time.monotonic() + self.timeout, 20)
+        token = self.fhir_token() if self.fhir_token else None
+        reader = FhirReader(self.fhir_server, token, self.timeout, time.monotonic() + self.timeout, 20)
         values: dict = {}
         for key, template in entry.prefetch.items():
             query = render_template(template, parsed)

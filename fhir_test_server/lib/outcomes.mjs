@@ -8,17 +8,28 @@ import { core } from './medplum.mjs';
  */
 export class HttpError extends core.OperationOutcomeError {
   constructor(status, code, diagnostics, expression) {
-    super(outcome('error', code, diagnostics, expression));
+    super(withStatusId(status, outcome('error', code, diagnostics, expression)));
     this.status = status;
   }
 
   /** An error carrying an existing OperationOutcome (several issues) and status. */
   static of(status, operationOutcome) {
     const error = new HttpError(status, 'processing', '');
-    error.outcome = operationOutcome;
+    error.outcome = withStatusId(status, operationOutcome);
     error.message = operationOutcome.issue?.map(diagnosticsOf).join('; ') ?? '';
     return error;
   }
+}
+
+/**
+ * Medplum's router turns an error thrown inside it (e.g. by the repository during a PATCH) into
+ * its OperationOutcome and reads the HTTP status from the outcome's id: give it the id it knows
+ * for our status (removed again before the outcome is sent).
+ */
+const STATUS_IDS = { 404: 'not-found', 409: 'conflict', 410: 'gone', 412: 'precondition-failed', 422: 'business-rule' };
+function withStatusId(status, operationOutcome) {
+  const id = STATUS_IDS[status];
+  return id ? { ...operationOutcome, id } : operationOutcome;
 }
 
 export function outcome(severity, code, diagnostics, expression) {

@@ -1,20 +1,36 @@
 // Medplum's MemoryRepository with what a HAPI-like server needs underneath the REST layer:
 //  - every write (create, update, patch, conditional update: all reach createResourceSync) is
-//    validated, whichever path of the library it came through;
+//    validated (structure, invariants, our profiles), has its conditional references resolved and
+//    its references checked, whichever path of the library it came through;
 //  - transaction(fn): every key written inside fn is remembered as it was, and put back if fn
-//    throws, so a Bundle is all-or-nothing;
+//    throws, so a Bundle is all-or-nothing; a transaction Bundle defers the reference checks to
+//    its end (checkDeferredReferences), so that its entries may refer to each other in any order;
 //  - a deleted resource reads as 410 Gone; history is not reversed in place on every read.
 import { core, router } from './medplum.mjs';
+import { checkReferences, resolveConditionalReferences } from './references.mjs';
 import { validate } from './validation.mjs';
 
 export class JournaledRepository extends router.MemoryRepository {
   #journal;
+  #deferred;
 
-  /** Run fn; if it throws, undo every write it made. Nested calls join the outer transaction. */
-  async transaction(fn) {
+  /** `publicBase`: absolute references under it are references to this server. */
+  constructor(publicBase) {
+    super();
+    this.publicBase = publicBase;
+    /** What the writes being made belong to (a Bundle entry), remembered with deferred checks. */
+    this.writeContext = undefined;
+  }
+
+  /**
+   * Run fn; if it throws, undo every write it made. Nested calls join the outer transaction. With
+   * deferReferences, the references of each write are only checked by checkDeferredReferences().
+   */
+  async transaction(fn, { deferReferences = false } = {}) {
     if (this.#journal) return fn();
     const journal = new Map();
     this.#journal = journal;
+    this.#deferred = deferReferences ? [] : undefined;
     try {
       return await fn();
     } catch (error) {
@@ -22,6 +38,25 @@ export class JournaledRepository extends router.MemoryRepository {
       throw error;
     } finally {
       this.#journal = undefined;
+      this.#deferred = undefined;
+      this.writeContext = undefined;
+    }
+  }
+
+  /**
+   * Check the references of every write deferred so far, against what is stored now. The error
+   * thrown carries `context`: the writeContext of the write whose reference failed.
+   */
+  checkDeferredReferences() {
+    const deferred = this.#deferred ?? [];
+    this.#deferred = [];
+    for (const { references, self, context } of deferred) {
+      try {
+        checkReferences(this, references, { publicBase: this.publicBase, self });
+      } catch (error) {
+        error.context = context;
+        throw error;
+      }
     }
   }
 
@@ -43,8 +78,13 @@ export class JournaledRepository extends router.MemoryRepository {
 
   // The one place the library stores a resource (create, update, patch, conditional *).
   createResourceSync(resource, options, update = false) {
-    validate(resource);
+    const references = [];
+    validate(resource, undefined, references);
     const id = resource.id ?? this.generateId();
+    resolveConditionalReferences(this, references);
+    const self = { type: resource.resourceType, id };
+    if (this.#deferred) this.#deferred.push({ references, self, context: this.writeContext });
+    else checkReferences(this, references, { publicBase: this.publicBase, self });
     this.#remember(resource.resourceType, id);
     return super.createResourceSync({ ...resource, id }, options, update);
   }
@@ -66,6 +106,11 @@ export class JournaledRepository extends router.MemoryRepository {
 
   exists(resourceType, id) {
     return this.resources.get(resourceType)?.has(id) ?? false;
+  }
+
+  /** It was stored once and is deleted now. */
+  wasDeleted(resourceType, id) {
+    return !this.exists(resourceType, id) && (this.history.get(resourceType)?.has(id) ?? false);
   }
 
   currentVersion(resourceType, id) {

@@ -73,19 +73,21 @@ export function addPageLinks(bundle, absoluteUrl, { count, offset }) {
 }
 
 /**
- * The resources matching If-None-Exist criteria. A single identifier or _tag token (what
- * conditional creates use) is matched directly on the stored resources: the library evaluates
- * FHIRPath on every stored resource, which grows too slow for a write-back test run.
+ * The resources matching If-None-Exist criteria (and conditional URLs, and conditional references
+ * "Patient?identifier=..."). A single identifier or _tag token (what conditional creates use) is
+ * matched directly on the stored resources: the library evaluates FHIRPath on every stored
+ * resource, which grows too slow for a write-back test run. Synchronous, so that the repository's
+ * write path can resolve conditional references.
  */
-export async function conditionalMatches(repo, resourceType, criteria) {
-  const params = [...new URLSearchParams(criteria)];
-  if (!params.length) throw new HttpError(400, 'invalid', 'If-None-Exist has no search criteria');
+export function matchesSync(repo, resourceType, criteria, what = 'If-None-Exist') {
+  const params = [...new URLSearchParams(criteriaOf(resourceType, criteria))];
+  if (!params.length) throw new HttpError(400, 'invalid', `${what} has no search criteria`);
   const query = {};
   for (const [name, value] of params) query[name] = name in query ? [query[name], value].flat() : value;
   checkSearchParameters(resourceType, query);
   const field = { _tag: (r) => r.meta?.tag, identifier: (r) => r.identifier }[params[0][0]];
   if (params.length !== 1 || !field || params[0][1].includes(',') || params[0][1].includes('\\')) {
-    const bundle = await repo.search(core.parseSearchRequest(`${resourceType}?${new URLSearchParams(params)}`));
+    const bundle = repo.searchSync(core.parseSearchRequest(`${resourceType}?${new URLSearchParams(params)}`));
     return (bundle.entry ?? []).map((entry) => entry.resource);
   }
   const value = params[0][1];
@@ -100,4 +102,13 @@ export async function conditionalMatches(repo, resourceType, criteria) {
     if (Array.isArray(tokens) ? tokens.some(matches) : tokens && matches(tokens)) found.push(core.deepClone(resource));
   }
   return found;
+}
+
+/** "Patient?identifier=a" and "identifier=a" are the same criteria (HAPI accepts both in If-None-Exist). */
+export function criteriaOf(resourceType, criteria) {
+  return criteria.startsWith(`${resourceType}?`) ? criteria.slice(resourceType.length + 1) : criteria;
+}
+
+export async function conditionalMatches(repo, resourceType, criteria) {
+  return matchesSync(repo, resourceType, criteria);
 }

@@ -1,7 +1,8 @@
 // The FHIR REST interactions on top of Medplum's engine, with the gaps of the bare library closed:
-// validation on every write (also conditional ones), If-None-Exist through the same path as a
-// plain create, If-Match, 400 on unknown search parameters, default paging, 410 for deleted
-// resources. Requests run one at a time, so a transaction's undo journal never sees another's writes.
+// validation and referential integrity on every write (also conditional ones; see repository.mjs),
+// If-None-Exist through the same path as a plain create, If-Match, 400 on unknown search
+// parameters, default paging, 410 for deleted resources. Requests run one at a time, so a
+// transaction's undo journal never sees another's writes.
 import { capabilityStatement } from './capabilities.mjs';
 import { core, router } from './medplum.mjs';
 import { HttpError, errorResponse, outcome, routerResponse } from './outcomes.mjs';
@@ -13,7 +14,7 @@ import { checkShape, validate } from './validation.mjs';
 export class FhirService {
   constructor(publicBase) {
     this.publicBase = publicBase;
-    this.repo = new JournaledRepository();
+    this.repo = new JournaledRepository(publicBase);
     this.router = new router.FhirRouter();
     this.queue = Promise.resolve();
   }

@@ -5,10 +5,13 @@
 // Entries run in FHIR order: DELETE, then POST, then PUT/PATCH, then GET. Before any POST runs,
 // each gets its id (a new one, or the one its If-None-Exist matched), so references between
 // entries by fullUrl (urn:uuid:...) are rewritten to Type/id whatever their order in the Bundle;
-// a placeholder left unresolved is a 400, as in HAPI.
+// a placeholder left unresolved is a 400, as in HAPI. A conditional reference spelled like a POST
+// entry's If-None-Exist ("Patient?identifier=a|b") means that entry. Every write is validated as it
+// is made, but its references are only checked once all entries have run (an entry may refer to
+// one that runs after it); a dangling one then fails the transaction, naming the entry that wrote it.
 import { core } from './medplum.mjs';
 import { HttpError, diagnosticsOf, errorResponse, statusLine } from './outcomes.mjs';
-import { conditionalMatches } from './search.mjs';
+import { conditionalMatches, criteriaOf } from './search.mjs';
 import { validate } from './validation.mjs';
 
 const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE']);
@@ -40,64 +43,76 @@ async function batch(service, entries) {
 
 async function transaction(service, entries) {
   const parsed = entries.map((entry, index) => parseEntry(service, entry, index));
-  return service.repo.transaction(async () => {
-    const responses = new Array(parsed.length);
-    const mapping = new Map();
-    const run = async (entry, action) => {
-      let result;
-      try {
-        result = await action();
-      } catch (error) {
-        result = errorResponse(error);
-      }
-      if (result[0] >= 400) throw entryFailure(entry, ...result);
-      responses[entry.index] = responseEntry(service, entry.method, ...result);
-    };
-    const body = (entry) => {
-      const resource = rewrite(entry.entry.resource, mapping);
-      const placeholder = unresolvedPlaceholder(resource);
-      if (placeholder) {
-        const [status, outcome] = errorResponse(
-          new HttpError(
-            400,
-            'invalid',
-            `Unable to satisfy placeholder ID ${placeholder.reference} found in ${placeholder.path}`,
-          ),
-        );
-        throw entryFailure(entry, status, outcome);
-      }
-      return resource;
-    };
+  return service.repo.transaction(() => runTransaction(service, parsed), { deferReferences: true });
+}
 
-    for (const entry of parsed.filter((e) => e.method === 'DELETE')) {
-      await run(entry, () => service.dispatch(entry.request()));
+async function runTransaction(service, parsed) {
+  const { repo } = service;
+  const responses = new Array(parsed.length);
+  const mapping = new Map();
+  const run = async (entry, action) => {
+    let result;
+    repo.writeContext = entry;
+    try {
+      result = await action();
+    } catch (error) {
+      result = errorResponse(error);
     }
+    if (result[0] >= 400) throw entryFailure(entry, ...result);
+    responses[entry.index] = responseEntry(service, entry.method, ...result);
+  };
+  const body = (entry) => {
+    const resource = rewrite(entry.entry.resource, mapping);
+    const placeholder = unresolvedPlaceholder(resource);
+    if (placeholder) {
+      const [status, outcome] = errorResponse(
+        new HttpError(
+          400,
+          'invalid',
+          `Unable to satisfy placeholder ID ${placeholder.reference} found in ${placeholder.path}`,
+        ),
+      );
+      throw entryFailure(entry, status, outcome);
+    }
+    return resource;
+  };
 
-    const posts = parsed.filter((e) => e.method === 'POST');
-    await planCreates(service, posts, mapping);
-    for (const entry of parsed.filter((e) => e.method === 'PUT' && e.id && e.entry.fullUrl)) {
-      mapping.set(entry.entry.fullUrl, `${entry.type}/${entry.id}`);
-    }
+  for (const entry of parsed.filter((e) => e.method === 'DELETE')) {
+    await run(entry, () => service.dispatch(entry.request()));
+  }
 
-    for (const entry of posts) {
-      const { plan } = entry;
-      const resource = body(entry);
-      await run(entry, async () => {
-        if (plan.create) return service.create(entry.type, resource, { id: plan.id });
-        if (plan.dispatch) return service.dispatch(entry.request(resource));
-        validate(resource, entry.type); // a conditional create that matched is still validated
-        return [200, plan.existing ?? (await service.repo.readResource(entry.type, plan.id))];
-      });
-    }
-    for (const entry of parsed.filter((e) => e.method === 'PUT' || e.method === 'PATCH')) {
-      const resource = body(entry);
-      await run(entry, () => service.dispatch(entry.request(resource)));
-    }
-    for (const entry of parsed.filter((e) => e.method === 'GET' || e.method === 'HEAD')) {
-      await run(entry, () => service.dispatch(entry.request()));
-    }
-    return { resourceType: 'Bundle', id: core.generateId(), type: 'transaction-response', entry: responses };
-  });
+  const posts = parsed.filter((e) => e.method === 'POST');
+  await planCreates(service, posts, mapping);
+  for (const entry of parsed.filter((e) => e.method === 'PUT' && e.id && e.entry.fullUrl)) {
+    mapping.set(entry.entry.fullUrl, `${entry.type}/${entry.id}`);
+  }
+
+  for (const entry of posts) {
+    const { plan } = entry;
+    const resource = body(entry);
+    await run(entry, async () => {
+      if (plan.create) return service.create(entry.type, resource, { id: plan.id });
+      if (plan.dispatch) return service.dispatch(entry.request(resource));
+      validate(resource, entry.type); // a conditional create that matched is still validated
+      return [200, plan.existing ?? (await service.repo.readResource(entry.type, plan.id))];
+    });
+  }
+  for (const entry of parsed.filter((e) => e.method === 'PUT' || e.method === 'PATCH')) {
+    const resource = body(entry);
+    await run(entry, () => service.dispatch(entry.request(resource)));
+  }
+  // Every write is made: now each reference must resolve (to a resource stored before, or
+  // written by any entry of this transaction).
+  try {
+    repo.checkDeferredReferences();
+  } catch (error) {
+    if (!error.context) throw error;
+    throw entryFailure(error.context, ...errorResponse(error));
+  }
+  for (const entry of parsed.filter((e) => e.method === 'GET' || e.method === 'HEAD')) {
+    await run(entry, () => service.dispatch(entry.request()));
+  }
+  return { resourceType: 'Bundle', id: core.generateId(), type: 'transaction-response', entry: responses };
 }
 
 /**
@@ -111,7 +126,7 @@ async function planCreates(service, posts, mapping) {
       entry.plan = { dispatch: true };
       continue;
     }
-    const condition = entry.ifNoneExist && `${entry.type}?${entry.ifNoneExist}`;
+    const condition = entry.ifNoneExist && `${entry.type}?${criteriaOf(entry.type, entry.ifNoneExist)}`;
     if (condition && byCondition.has(condition)) {
       entry.plan = { id: byCondition.get(condition) };
     } else if (condition) {
@@ -133,6 +148,8 @@ async function planCreates(service, posts, mapping) {
       entry.plan = { id: service.repo.generateId(), create: true };
     }
     if (entry.entry.fullUrl) mapping.set(entry.entry.fullUrl, `${entry.type}/${entry.plan.id}`);
+    // A conditional reference spelled as this entry's If-None-Exist means this entry (as in HAPI).
+    if (condition && !mapping.has(condition)) mapping.set(condition, `${entry.type}/${entry.plan.id}`);
   }
 }
 

@@ -1,13 +1,22 @@
-// Every resource written is validated against the R4 StructureDefinitions, as HAPI does; codes of
-// elements with a required binding (Patient.gender, Task.status, ...) are checked against their
-// value sets too, as HAPI's parser checks its enumerations.
+// Every resource written is validated as HAPI would: against the R4 StructureDefinitions (Medplum's
+// validateResource: elements, cardinality, types, formats) and, as HAPI's parser checks its
+// enumerations, the codes of elements with a required binding (Patient.gender, Task.status, ...):
+// those refusals are 400. Then the R4 invariants (FHIRPath constraints of severity error: Medplum's
+// own evaluation plus invariants.mjs for what it leaves out) and our own profiles named in
+// meta.profile: those are 422, as HAPI's RequestValidatingInterceptor answers.
+import { checkInvariants } from './invariants.mjs';
 import { core, definitions } from './medplum.mjs';
 import { HttpError, diagnosticsOf } from './outcomes.mjs';
 
-/** Throws HttpError 400 (issue code "structure" or "invalid") unless `resource` is a valid `expectedType`. */
-export function validate(resource, expectedType) {
+/**
+ * Throws HttpError 400 (issue code "structure" or "invalid") unless `resource` is a structurally
+ * valid `expectedType`, or 422 (issue code "invariant", "structure", "value" or "processing") when
+ * it breaks an invariant or one of our profiles. When `references` is an array, every Reference of
+ * the resource is pushed onto it ({ reference, path, slot, root }) for the referential integrity check.
+ */
+export function validate(resource, expectedType, references) {
   checkShape(resource, expectedType);
-  validateContent(resource);
+  validateContent(resource, references);
 }
 
 /** The cheap part: a JSON object of the expected resource type. */
@@ -25,7 +34,9 @@ export function checkShape(resource, expectedType) {
   }
 }
 
-function validateContent(resource) {
+const INVARIANT_CODES = new Set(['invariant', 'processing']);
+
+function validateContent(resource, references) {
   const tokens = {};
   let issues;
   try {
@@ -36,18 +47,45 @@ function validateContent(resource) {
     issues = found;
   }
   issues = issues.filter((issue) => issue.severity === 'error' || issue.severity === 'fatal');
-  issues.push(...bindingIssues(tokens));
-  if (issues.length) {
-    throw HttpError.of(400, {
-      resourceType: 'OperationOutcome',
-      issue: issues.map((issue) => ({
-        severity: 'error',
-        code: issue.code === 'structure' ? 'structure' : 'invalid',
-        diagnostics: `${diagnosticsOf(issue)}${issue.expression?.length ? ` (${issue.expression.join(', ')})` : ''}`,
-        ...(issue.expression?.length ? { expression: issue.expression } : {}),
-      })),
-    });
+  const structural = issues.filter((issue) => !INVARIANT_CODES.has(issue.code)).map(structureIssue);
+  structural.push(...bindingIssues(tokens));
+  const invariants = issues.filter((issue) => INVARIANT_CODES.has(issue.code)).map(medplumInvariantIssue);
+  if (structural.length) {
+    throw HttpError.of(400, { resourceType: 'OperationOutcome', issue: [...structural, ...invariants] });
   }
+  invariants.push(...checkInvariants(resource, references));
+  if (invariants.length) throw HttpError.of(422, { resourceType: 'OperationOutcome', issue: invariants });
+}
+
+function structureIssue(issue) {
+  return {
+    severity: 'error',
+    code: issue.code === 'structure' ? 'structure' : 'invalid',
+    diagnostics: `${diagnosticsOf(issue)}${issue.expression?.length ? ` (${issue.expression.join(', ')})` : ''}`,
+    ...(issue.expression?.length ? { expression: issue.expression } : {}),
+  };
+}
+
+/** Medplum's "Constraint inv-1 not met: <human>" with {"fhirpath": ...} in diagnostics, in our (HAPI's) words. */
+function medplumInvariantIssue(issue) {
+  const text = issue.details?.text ?? '';
+  let data = {};
+  try {
+    data = JSON.parse(issue.diagnostics ?? '{}');
+  } catch {
+    // not Medplum's JSON: keep the text only
+  }
+  const where = issue.expression?.join(', ') ?? '';
+  const match = /^Constraint (\S+) not met: (.*)$/s.exec(text);
+  const diagnostics = match
+    ? `Constraint failed: ${match[1]}: '${match[2]}' (FHIRPath: ${data.fhirpath}) at ${where}`
+    : `${text}${data.fhirpath ? ` (FHIRPath: ${data.fhirpath})` : ''}${data.error ? `: ${data.error}` : ''} at ${where}`;
+  return {
+    severity: 'error',
+    code: match ? 'invariant' : 'processing',
+    diagnostics,
+    ...(issue.expression?.length ? { expression: issue.expression } : {}),
+  };
 }
 
 /** Issues for `code` values outside the value set of their required binding. */
@@ -59,6 +97,7 @@ function bindingIssues(tokens) {
     for (const value of values) {
       if (value.type === 'code' && typeof value.value === 'string' && !codes.has(value.value)) {
         issues.push({
+          severity: 'error',
           code: 'invalid',
           diagnostics: `Unknown code "${value.value}": not in the required value set ${url}`,
           expression: [value.path],

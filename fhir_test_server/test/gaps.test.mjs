@@ -288,7 +288,9 @@ describe('search', () => {
   });
 
   test('results are paged, 20 by default, with absolute next links to the end', async () => {
-    const subject = { reference: `Patient/${unique('paging')}` };
+    const patientId = unique('paging');
+    assert.equal((await fhir.put(`/Patient/${patientId}`, { resourceType: 'Patient', id: patientId })).status, 201);
+    const subject = { reference: `Patient/${patientId}` };
     for (let i = 0; i < 45; i += 1) await fhir.post('/Observation', observation({ subject }));
     const first = (await fhir.get(`/Observation?subject=${subject.reference}`)).body;
     assert.equal(first.total, 45);

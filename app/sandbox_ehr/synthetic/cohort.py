@@ -456,22 +456,34 @@ STORIES = (
 )
 
 
-def cohort(today: date | None = None, suffix: str = "") -> list[SyntheticPatient]:
+def cohort(today: date | None = None, suffix: str = "", own_staff: bool = False) -> list[SyntheticPatient]:
     """Every synthetic patient, dated relative to ``today`` (default: the real today).
 
     ``suffix`` is appended to every patient's id (and its resources' ids), so that tests can load
-    a fresh copy of the cohort next to others on a shared FHIR server.
+    a fresh copy of the cohort next to others on a shared FHIR server. ``own_staff``: references to
+    the clinician and the CMIO get the suffix too (see ``shared_resources``), so that a run can
+    delete everything it loaded without removing practitioners another run still refers to.
     """
     clock = fhir.Clock(today or date.today())
     charts = [story(clock) for story in STORIES]
+    staff = [CLINICIAN, CMIO] if own_staff else []
     return [
         SyntheticPatient(
             chart.pid + suffix,
             chart.scenario,
-            tuple(_renamed(r, chart.pid, chart.pid + suffix) for r in chart.resources),
+            tuple(
+                _restaffed(_renamed(r, chart.pid, chart.pid + suffix), staff, suffix) for r in chart.resources
+            ),
         )
         for chart in charts
     ]
+
+
+def _restaffed(resource: object, staff: list[str], suffix: str) -> object:
+    """``resource`` with each reference to a member of ``staff`` pointing at their suffixed copy."""
+    for reference in staff:
+        resource = _renamed(resource, reference, reference + suffix)
+    return resource
 
 
 def _renamed(value: object, old: str, new: str) -> object:
@@ -487,9 +499,13 @@ def _renamed(value: object, old: str, new: str) -> object:
     return value
 
 
-def shared_resources() -> list[dict]:
-    """Resources every chart refers to: the demo clinician, and the CMIO who governs the models."""
-    return [fhir.practitioner(CLINICIAN_ID, "Jordan", "Hale"), fhir.practitioner(CMIO_ID, "Ama", "Osei")]
+def shared_resources(suffix: str = "") -> list[dict]:
+    """Resources every chart refers to: the demo clinician, and the CMIO who governs the models
+    (``suffix``: a run's own copies, as ``cohort(..., own_staff=True)`` refers to them)."""
+    return [
+        fhir.practitioner(CLINICIAN_ID + suffix, "Jordan", "Hale"),
+        fhir.practitioner(CMIO_ID + suffix, "Ama", "Osei"),
+    ]
 
 
 def scenarios() -> dict[str, str]:
