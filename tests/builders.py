@@ -108,6 +108,7 @@ def order_sign_request(
     prefetch: dict | None = None,
     *,
     patient_id: str = PATIENT_ID,
+    user_id: str = USER_ID,
     **extra: object,
 ) -> dict:
     """An order-sign call; ``prefetch=None`` sends a full prefetch for a patient with eGFR 25."""
@@ -115,7 +116,7 @@ def order_sign_request(
         "hook": "order-sign",
         "hookInstance": str(uuid.uuid4()),
         "context": {
-            "userId": USER_ID,
+            "userId": user_id,
             "patientId": patient_id,
             "draftOrders": collection(draft_orders),
         },
@@ -169,10 +170,10 @@ def condition(condition_id: str, system: str, code: str, *, verification: str = 
     }
 
 
-def patient_view_request(prefetch: dict, *, patient_id: str = PATIENT_ID) -> dict:
+def patient_view_request(prefetch: dict, *, patient_id: str = PATIENT_ID, user_id: str = USER_ID) -> dict:
     return {
         "hook": "patient-view",
         "hookInstance": str(uuid.uuid4()),
-        "context": {"userId": USER_ID, "patientId": patient_id},
+        "context": {"userId": user_id, "patientId": patient_id},
         "prefetch": prefetch,
     }

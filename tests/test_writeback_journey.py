@@ -18,7 +18,7 @@ from app.audit.outbox import DELIVERED, OutboxMessage
 from app.audit.tables import CardDecision
 from app.review.checkpoint import sign
 from fhir_profiles.device import CDS_SERVICE, MODEL_VERSION_SYSTEM, SERVICE_SYSTEM
-from tests.builders import USER_ID, lab, moment, patient, patient_view_request, searchset
+from tests.builders import lab, moment, patient, patient_view_request, searchset
 from tests.discharge_builders import PATIENT_ID as DISCHARGED
 from tests.discharge_builders import discharge_request
 from tests.writeback_helpers import (
@@ -69,7 +69,7 @@ def refusals(app) -> list[tuple[str, dict | None]]:
         return [(m.kind, m.last_error) for m in messages]
 
 
-def patient_view(client, auth, base: str) -> dict:
+def patient_view(client, auth, base: str, user: str) -> dict:
     """An HbA1c of 8.1 % on record, no diabetes on the problem list: one card; the EHR applies the
     proposed Condition (a create) and reports the acceptance."""
     patient_id = f"pv{uuid.uuid4().hex[:10]}"
@@ -83,7 +83,7 @@ def patient_view(client, auth, base: str) -> dict:
         "labs": searchset([a1c]),
     }
     path = "/cds-services/problem-list-gaps"
-    body = patient_view_request(prefetch, patient_id=patient_id) | {"fhirServer": base}
+    body = patient_view_request(prefetch, patient_id=patient_id, user_id=user) | {"fhirServer": base}
     (card,) = client.post(path, json=body, headers=auth(path)).get_json()["cards"]
     suggestion = card["suggestions"][0]
     created = requests.post(f"{base}/Condition", json=suggestion["actions"][0]["resource"], timeout=10)
@@ -99,11 +99,12 @@ def patient_view(client, auth, base: str) -> dict:
     return {"patient": patient_id, "card": card}
 
 
-def discharge(client, auth, base: str) -> tuple[str, dict[str, list[dict]]]:
+def discharge(client, auth, base: str, user: str) -> tuple[str, dict[str, list[dict]]]:
     """A discharge of a fresh inpatient: the readmission-risk card and the summary draft held for
     review, by service. The patient and encounter are on the server; the rest of the chart is not."""
     patient_id = f"dc{uuid.uuid4().hex[:10]}"
     request = json.loads(json.dumps(discharge_request()).replace(DISCHARGED, patient_id))
+    request["context"]["userId"] = user
     for key in ("patient", "encounter"):
         put(base, request["prefetch"][key])
     cards = {}
@@ -141,26 +142,27 @@ def everything_about(base: str, patient_id: str) -> list[dict]:
 def test_a_clinician_journey_over_all_four_services_lands_completely(make_app, auth, strict_fhir):
     app = make_app(**writeback_settings(strict_fhir))
     client = app.test_client()
+    user = f"Practitioner/never-stored-{uuid.uuid4().hex[:8]}"
 
-    ordered, capped, interaction = order_sign_session(client, auth, strict_fhir)
+    ordered, capped, interaction = order_sign_session(client, auth, strict_fhir, user)
     assert requests.get(f"{strict_fhir}/MedicationRequest/met-{ordered}", timeout=10).status_code == 404
     accept_and_apply(client, auth, strict_fhir, capped)
     override(client, auth, interaction)
-    viewed = patient_view(client, auth, strict_fhir)
-    discharged, discharge_cards = discharge(client, auth, strict_fhir)
+    viewed = patient_view(client, auth, strict_fhir, user)
+    discharged, discharge_cards = discharge(client, auth, strict_fhir, user)
     (summary,) = discharge_cards["discharge-summary-draft"]
     settings = app.config["COUNTERSIGN"]
     sign(
         app.extensions[DATABASE_KEY],
         summary["uuid"],
         "Admitted with community-acquired pneumonia; treated and improved. Follow up with the GP in 7 days.",
-        reviewer=USER_ID,
+        reviewer=user,
         writeback_target=settings.writeback_target,
     )
     drain(app.extensions[WORKER_KEY])
 
     assert refusals(app) == []
-    assert requests.get(f"{strict_fhir}/{USER_ID}", timeout=10).status_code == 404
+    assert requests.get(f"{strict_fhir}/{user}", timeout=10).status_code == 404
     # order-sign: the AI output (1 Provenance), the accepted update and the override (1 each)
     assert total(strict_fhir, "Provenance", entity=f"Patient/{ordered}") == 3
     assert total(strict_fhir, "AuditEvent", patient=ordered) == 3

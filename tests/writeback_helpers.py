@@ -11,6 +11,7 @@ from app import DATABASE_KEY
 from app.audit.fhir_writer import WriteBackServer
 from app.audit.outbox import OutboxMessage
 from tests.builders import (
+    USER_ID,
     egfr,
     full_prefetch,
     medication_request,
@@ -48,7 +49,7 @@ def search(fhir_base: str, resource_type: str, **params: str) -> list[dict]:
     return [entry["resource"] for entry in bundle.get("entry", [])]
 
 
-def order_sign_session(client, auth, fhir_base: str) -> tuple[str, dict, dict]:
+def order_sign_session(client, auth, fhir_base: str, user_id: str = USER_ID) -> tuple[str, dict, dict]:
     """A clinician signs metformin 2 g/day at eGFR 38 and ibuprofen while on warfarin: two cards.
 
     The drafts are never stored on the FHIR server, as CDS Hooks allows."""
@@ -68,7 +69,7 @@ def order_sign_session(client, auth, fhir_base: str) -> tuple[str, dict, dict]:
         "medications": searchset([warfarin]),
         "renalFunction": searchset([renal]),
     }
-    body = order_sign_request(drafts, prefetch, patient_id=patient_id, fhirServer=fhir_base)
+    body = order_sign_request(drafts, prefetch, patient_id=patient_id, user_id=user_id, fhirServer=fhir_base)
     cards = client.post(SERVICE, json=body, headers=auth(SERVICE)).get_json()["cards"]
     by_rule = {card["extension"]["health.countersign.ai"]["rule"]: card for card in cards}
     return patient_id, by_rule["metformin-egfr-30-45"], by_rule["warfarin-nsaid"]
