@@ -29,7 +29,7 @@ POSTGRES_URL = os.environ.get(
 BASE_URL = "http://localhost"
 ISSUER = "https://ehr.test.example/"
 KID = "test-es384"
-pytest_plugins = ["tests.sandbox_fixtures", "tests.hapi_fixture"]
+pytest_plugins = ["tests.sandbox_fixtures", "tests.hapi_fixture", "tests.fhir_proxy"]
 
 
 @pytest.fixture(scope="session")

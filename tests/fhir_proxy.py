@@ -13,9 +13,11 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
 import requests
 
 HOP_HEADERS = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "host"})
@@ -150,3 +152,10 @@ def _handler(proxy: FhirProxy) -> type[BaseHTTPRequestHandler]:
             """Quiet: the test reads ``proxy.seen`` instead."""
 
     return Handler
+
+
+@pytest.fixture
+def proxy(fhir_server: str) -> Iterator[FhirProxy]:
+    """A proxy in front of the session's FHIR test server, for one test."""
+    with FhirProxy(fhir_server) as running:
+        yield running

@@ -15,9 +15,9 @@ import requests
 from app import WORKER_KEY
 from app.audit.outbox import PENDING
 from fhir_profiles.common import DELIVERY_TAG_SYSTEM
-from tests.builders import full_prefetch, medication_request, moment, order_sign_request, patient
+from tests.builders import full_prefetch, medication_request, order_sign_request, patient
 from tests.fhir_proxy import FhirProxy
-from tests.writeback_helpers import FEEDBACK, NON_ADHERENCE, SERVICE, put, statuses, writeback_settings
+from tests.writeback_helpers import FEEDBACK, SERVICE, override_item, put, statuses, writeback_settings
 
 SCALE = 0.01  # 1 s of the production policy is 10 ms here
 PROBE_SECONDS = 0.2
@@ -58,18 +58,7 @@ def issue_cards(client, auth, proxy: FhirProxy, patient_id: str, count: int) -> 
 
 def override_all(client, auth, cards: list[dict], comment: str = PRIVATE_COMMENT) -> None:
     """The clinician overrides every card, with a reason and a free-text comment."""
-    items = [
-        {
-            "card": card["uuid"],
-            "outcome": "overridden",
-            "overrideReason": {
-                "reason": {"system": NON_ADHERENCE, "code": "risk-benefit-ratio"},
-                "userComment": comment,
-            },
-            "outcomeTimestamp": moment(),
-        }
-        for card in cards
-    ]
+    items = [override_item(card, comment) for card in cards]
     for start in range(0, len(items), 100):
         feedback = {"feedback": items[start : start + 100]}
         assert client.post(FEEDBACK, json=feedback, headers=auth(FEEDBACK)).status_code == 200

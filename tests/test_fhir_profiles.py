@@ -99,15 +99,20 @@ AI_ROLE = {
 }
 
 
-def test_every_local_profile_we_claim_has_a_structure_definition():
-    definitions = structure_definitions()
-    built = [
+def local_profile_examples() -> list[dict]:
+    """One resource per local profile, made by the project's own builders."""
+    return [
         hook_call_audit_event(FACTS, "GuidanceResponse/g"),
         service_read_audit_event(FACTS, "renalFunction"),
         write_back_audit_event("p1", "Provenance/x", FACTS.user_id, WHEN, FACTS.service_ref),
         override_task(FACTS, DECISION, "RequestGroup/r"),
         change_control_audit_event(CHANGE),
     ]
+
+
+def test_every_local_profile_we_claim_has_a_structure_definition():
+    definitions = structure_definitions()
+    built = local_profile_examples()
     for resource in built:
         (profile,) = resource["meta"]["profile"]
         assert profile in definitions

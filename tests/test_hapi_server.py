@@ -8,12 +8,10 @@ import uuid
 import pytest
 import requests
 
-from fhir_profiles.audit_events import hook_call_audit_event, service_read_audit_event, write_back_audit_event
-from fhir_profiles.change_control import change_control_audit_event
+from fhir_profiles.audit_events import hook_call_audit_event
 from fhir_profiles.common import PROFILE_CDS_CALL_AUDIT
-from fhir_profiles.decisions import override_task
 from fhir_profiles.profiles import structure_definitions
-from tests.test_fhir_profiles import CHANGE, DECISION, FACTS, WHEN
+from tests.test_fhir_profiles import FACTS, local_profile_examples
 
 pytestmark = pytest.mark.hapi
 
@@ -52,15 +50,8 @@ def put_targets(base: str, resource: dict) -> None:
 
 
 def conformant_examples() -> dict[str, dict]:
-    """One resource per local profile, made by the project's own builders (as test_fhir_profiles)."""
-    built = [
-        hook_call_audit_event(FACTS, "GuidanceResponse/g"),
-        service_read_audit_event(FACTS, "renalFunction"),
-        write_back_audit_event("p1", "Provenance/x", FACTS.user_id, WHEN, FACTS.service_ref),
-        override_task(FACTS, DECISION, "RequestGroup/r"),
-        change_control_audit_event(CHANGE),
-    ]
-    return {resource["meta"]["profile"][0]: resource for resource in built}
+    """One resource per local profile, by the profile's URL."""
+    return {resource["meta"]["profile"][0]: resource for resource in local_profile_examples()}
 
 
 def test_metadata_is_fhir_r4(hapi_server: str):

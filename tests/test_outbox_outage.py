@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -18,7 +17,6 @@ from app import DATABASE_KEY, WORKER_KEY
 from app.audit.delivery import CARD_SET
 from app.audit.outbox import DEAD, DELIVERED, PENDING, OutboxMessage
 from app.db import utcnow
-from tests.fhir_proxy import FhirProxy
 from tests.outbox_helpers import (
     BREAKER_FAILURES,
     OLD_LIMIT_SECONDS,
@@ -41,12 +39,6 @@ pytestmark = pytest.mark.integration
 def database_url(both_databases: str) -> str:
     """Every test here runs on SQLite and on PostgreSQL."""
     return both_databases
-
-
-@pytest.fixture
-def proxy(fhir_server: str) -> Iterator[FhirProxy]:
-    with FhirProxy(fhir_server) as running:
-        yield running
 
 
 def test_an_outage_longer_than_the_old_limit_during_200_decisions_loses_and_duplicates_nothing(

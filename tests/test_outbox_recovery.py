@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import select
@@ -17,7 +16,6 @@ from app.audit.ledger import LedgerEntry, verify_database
 from app.audit.outbox import DEAD, DELIVERED, OutboxMessage
 from app.audit.outbox_recovery import LEDGER_KIND
 from app.cli import main
-from tests.fhir_proxy import FhirProxy
 from tests.outbox_helpers import PRIVATE_COMMENT, issue_cards, on_server, outbox_app, override_all
 from tests.test_metrics import scrape, value
 from tests.writeback_helpers import drain, statuses
@@ -30,12 +28,6 @@ NEVER_PRINTED = ("Margaret", "Ellison", "1951", "88812345", PRIVATE_COMMENT, "Mr
 def database_url(both_databases: str) -> str:
     """Every test here runs on SQLite and on PostgreSQL."""
     return both_databases
-
-
-@pytest.fixture
-def proxy(fhir_server: str) -> Iterator[FhirProxy]:
-    with FhirProxy(fhir_server) as running:
-        yield running
 
 
 def outbox_command(app, *args: str, ok: bool = True) -> str:

@@ -89,10 +89,9 @@ def accept_and_apply(client, auth, fhir_base: str, card: dict) -> dict:
     return updated
 
 
-def override(
-    client, auth, card: dict, comment: str = "INR stable; short course agreed with haematology"
-) -> None:
-    item = {
+def override_item(card: dict, comment: str) -> dict:
+    """The clinician's override of a card: risk-benefit-ratio, with a free-text comment."""
+    return {
         "card": card["uuid"],
         "outcome": "overridden",
         "overrideReason": {
@@ -101,6 +100,12 @@ def override(
         },
         "outcomeTimestamp": moment(),
     }
+
+
+def override(
+    client, auth, card: dict, comment: str = "INR stable; short course agreed with haematology"
+) -> None:
+    item = override_item(card, comment)
     assert client.post(FEEDBACK, json={"feedback": [item]}, headers=auth(FEEDBACK)).status_code == 200
 
 
