@@ -1,10 +1,14 @@
-"""Outbox delivery benchmark: resources per second written to the FHIR test server.
+"""Outbox delivery benchmark: resources per second written to a FHIR server.
 
-    python -m bench.outbox [--messages 300]
+    python -m bench.outbox [--messages 300] [--workers 2] [--fhir embedded|hapi|both] [--warmup N]
 
 Records N hook responses (each a card set with one card: RequestGroup, GuidanceResponse,
 Provenance, AuditEvent and the model's Device), then times workers draining them side by side
-(as `countersign worker` processes would; leases keep them apart).
+(as `countersign worker` processes would; leases keep them apart). ``--fhir`` picks the server:
+the embedded FHIR test server (Node, the default), HAPI FHIR (``make hapi-build`` first), or both
+one after the other in the same run, each freshly started, so that their rates can be compared.
+``--warmup N`` first delivers N untimed messages with one worker (a fresh JVM loads and compiles
+HAPI's validator on its first writes).
 """
 
 from __future__ import annotations
@@ -15,15 +19,21 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
+from sqlmodel import Session, func, select
 
 from app import DATABASE_KEY, WORKER_KEY, create_app
 from app.audit.fhir_writer import WriteBackServer
+from app.audit.outbox import DEAD, DELIVERED, OutboxMessage
 from app.audit.worker import outbox_worker
 from app.fhir_test_server import FhirTestServer
+from app.hapi_server import HapiServer
 from app.migrate import upgrade
 from app.registry import load_model_cards
 from app.settings import Settings
@@ -32,6 +42,20 @@ from tests.builders import full_prefetch, medication_request, order_sign_request
 
 RESOURCES_PER_MESSAGE = 5
 ISSUER = "https://bench-ehr.example"
+SERVERS = {"embedded": "embedded FHIR test server (Node)", "hapi": "HAPI FHIR 8.8 JPA (H2)"}
+
+
+@dataclass(frozen=True)
+class Drained:
+    server: str
+    started_in: float
+    delivered: int
+    dead: int
+    elapsed: float
+
+    @property
+    def rate(self) -> float:
+        return self.delivered * RESOURCES_PER_MESSAGE / self.elapsed
 
 
 def record_responses(app, key, count: int, fhir_base: str) -> None:
@@ -48,30 +72,48 @@ def record_responses(app, key, count: int, fhir_base: str) -> None:
         assert response.status_code == 200, response.get_data(as_text=True)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--messages", type=int, default=300)
-    parser.add_argument("--workers", type=int, default=2, help="outbox workers draining side by side")
-    parser.add_argument("--append", type=Path, help="append the markdown result to this report")
-    args = parser.parse_args()
-    key = ec.generate_private_key(ec.SECP384R1())
-    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key())) | {"kid": "k"}
-    with tempfile.TemporaryDirectory() as scratch, FhirTestServer() as fhir:
+@contextmanager
+def fhir_server(kind: str) -> Iterator[tuple[str, float]]:
+    """A fresh, empty server of that kind: its base URL and the seconds it took to be ready."""
+    server = HapiServer() if kind == "hapi" else FhirTestServer()
+    started = time.perf_counter()
+    with server:
+        yield server.base_url, time.perf_counter() - started
+
+
+def drain(workers: list) -> None:
+    """Every worker drains the outbox until it finds nothing to do, side by side."""
+
+    def run(worker) -> None:
+        while worker.run_once():
+            pass
+
+    threads = [threading.Thread(target=run, args=(worker,)) for worker in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def settled(app, status: str) -> int:
+    with Session(app.extensions[DATABASE_KEY]) as session:
+        return session.exec(select(func.count()).where(OutboxMessage.status == status)).one()
+
+
+def measure(kind: str, key, jwk: dict, args: argparse.Namespace) -> Drained:
+    with tempfile.TemporaryDirectory() as scratch, fhir_server(kind) as (fhir_base, started_in):
         database_url = f"sqlite:///{Path(scratch) / 'outbox.db'}"
         upgrade(database_url)
         settings = Settings(
             database_url=database_url,
             public_base_url="http://localhost",
             trusted_clients=[TrustedClient(iss=ISSUER, jwks={"keys": [jwk]})],
-            writeback_servers=[WriteBackServer(base_url=fhir.base_url)],
+            writeback_servers=[WriteBackServer(base_url=fhir_base)],
             outbox_in_process=False,
             log_level="WARNING",
             rate_limit_per_minute=10**9,
         )
         app = create_app(settings)
-        record_responses(app, key, args.messages, fhir.base_url)
         workers = [
             app.extensions[WORKER_KEY],
             *(
@@ -79,22 +121,21 @@ def main() -> None:
                 for _ in range(args.workers - 1)
             ),
         ]
-        counts = [0] * len(workers)
-
-        def drain(index: int) -> None:
-            while settled := workers[index].run_once():
-                counts[index] += settled
-
+        if args.warmup:
+            record_responses(app, key, args.warmup, fhir_base)
+            drain(workers[:1])
+        before = settled(app, DELIVERED)
+        record_responses(app, key, args.messages, fhir_base)
         started = time.perf_counter()
-        threads = [threading.Thread(target=drain, args=(index,)) for index in range(len(workers))]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        drain(workers)
         elapsed = time.perf_counter() - started
-        delivered = sum(counts)
-    rate = delivered * RESOURCES_PER_MESSAGE / elapsed
-    report = "\n".join(
+        return Drained(kind, started_in, settled(app, DELIVERED) - before, settled(app, DEAD), elapsed)
+
+
+def embedded_report(args: argparse.Namespace, result: Drained) -> str:
+    """The report of the default run, as it has always read."""
+    delivered, elapsed, rate = result.delivered, result.elapsed, result.rate
+    return "\n".join(
         [
             "## Outbox delivery (write-back to the FHIR test server)",
             "",
@@ -107,6 +148,51 @@ def main() -> None:
             "",
         ]
     )
+
+
+def comparison_report(args: argparse.Namespace, results: list[Drained]) -> str:
+    """One row per server of the same run."""
+    command = f"python -m bench.outbox --fhir {args.fhir} --messages {args.messages} --workers {args.workers}"
+    command += f" --warmup {args.warmup}" if args.warmup else ""
+    rows = [
+        f"| {SERVERS[r.server]} | {r.started_in:.1f} | {r.delivered} | {r.dead} | {r.elapsed:.2f} "
+        f"| **{r.rate:,.0f}** | {r.delivered / r.elapsed:,.1f} |"
+        for r in results
+    ]
+    return "\n".join(
+        [
+            "## Outbox delivery by FHIR server",
+            "",
+            f"`{command}`: {args.workers} worker(s) side by side, {RESOURCES_PER_MESSAGE} resources per "
+            "message (Device, RequestGroup, GuidanceResponse, AI-Provenance, AuditEvent; every one a "
+            "conditional create), each server freshly started.",
+            "",
+            "| server | ready in (s) | delivered | dead | drained in (s) | resources/s | messages/s |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+            *rows,
+            "",
+        ]
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--messages", type=int, default=300)
+    parser.add_argument("--workers", type=int, default=2, help="outbox workers draining side by side")
+    parser.add_argument("--fhir", choices=[*SERVERS, "both"], default="embedded", help="FHIR server(s)")
+    parser.add_argument("--warmup", type=int, default=0, help="untimed messages delivered first")
+    parser.add_argument("--append", type=Path, help="append the markdown result to this report")
+    args = parser.parse_args()
+    key = ec.generate_private_key(ec.SECP384R1())
+    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key())) | {"kid": "k"}
+    kinds = list(SERVERS) if args.fhir == "both" else [args.fhir]
+    results = [measure(kind, key, jwk, args) for kind in kinds]
+    if kinds == ["embedded"] and not args.warmup:
+        report = embedded_report(args, results[0])
+    else:
+        report = comparison_report(args, results)
     print(report)
     if args.append:
         with args.append.open("a") as handle:

@@ -54,7 +54,9 @@ class FhirReader:
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
             raise FhirReadError("time budget for FHIR reads exhausted")
-        headers = {"Accept": FHIR_JSON}
+        # HAPI answers a search repeated within 60 s from its cache: without no-cache, an order
+        # signed a moment ago would be missing from the next call's active medications.
+        headers = {"Accept": FHIR_JSON, "Cache-Control": "no-cache"}
         if self.access_token:
             headers["Authorization"] = f"Bearer {self.access_token}"
         try:

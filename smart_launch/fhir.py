@@ -42,7 +42,13 @@ def _get(config: SmartConfig, row: SmartSession, path: str, params: dict[str, st
         response = requests.get(
             f"{row.iss}/{path}",
             params=params,
-            headers={"Authorization": f"Bearer {row.access_token}", "Accept": "application/fhir+json"},
+            headers={
+                "Authorization": f"Bearer {row.access_token}",
+                "Accept": "application/fhir+json",
+                # HAPI answers a search repeated within 60 s from its cache: a CMIO who looked
+                # while the write-back was queued would not see it land on reloading.
+                "Cache-Control": "no-cache",
+            },
             timeout=config.timeout,
         )
         if response.status_code != 401:

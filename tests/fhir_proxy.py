@@ -5,7 +5,9 @@ It forwards every request unchanged, unless told to answer for the server: ``dow
 connection is closed), ``refuse(resource_type)`` (422 for any transaction carrying that type, with
 an OperationOutcome that echoes the refused resource, as some servers do) or
 ``refuse(resource_type, after_forwarding=True)`` (the write lands, but the answer says it did not:
-a lost answer). Every request it receives is logged with its time, so tests can count them.
+a lost answer) or ``lose_answers()`` (every write is forwarded, and the connection closed before
+the answer: a server that went down mid-write). Every request it receives is logged with its
+time, so tests can count them.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class FhirProxy:
         self._down: tuple[int | None, str | None] | None = None
         self._refused: str | None = None
         self._after_forwarding = False
+        self._answers_lost = False
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
         self.base_url = f"http://127.0.0.1:{self._server.server_port}/fhir"
@@ -49,7 +52,10 @@ class FhirProxy:
         self._down = (status, retry_after)
 
     def up(self) -> None:
-        self._down, self._refused = None, None
+        self._down, self._refused, self._answers_lost = None, None, False
+
+    def lose_answers(self) -> None:
+        self._answers_lost = True
 
     def refuse(self, resource_type: str, *, after_forwarding: bool = False) -> None:
         self._refused, self._after_forwarding = resource_type, after_forwarding
@@ -78,6 +84,8 @@ class FhirProxy:
         if refused is not None and not self._after_forwarding:
             return 422, {}, _echoing_outcome(refused)
         status, answer_headers, answer = self._forward(method, path, headers, body)
+        if self._answers_lost and method != "GET":
+            return None, {}, b""
         if refused is not None:
             return 422, {}, _echoing_outcome(refused)
         return status, answer_headers, answer

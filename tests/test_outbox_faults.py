@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 
@@ -21,6 +16,7 @@ from app.audit.tables import CardSet
 from app.fhir_test_server import FhirTestServer
 from bench.servers import free_port
 from tests.builders import full_prefetch, medication_request, moment, order_sign_request, patient
+from tests.killed_worker import kill_a_worker_mid_run
 from tests.writeback_helpers import FEEDBACK, SERVICE, drain, put, statuses, writeback_settings
 
 pytestmark = pytest.mark.integration
@@ -139,27 +135,8 @@ def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(make_app, make_s
     patient_id = f"kill{time.time_ns()}"
     put(fhir_server, patient(patient_id))
     hook_calls(app.test_client(), auth, fhir_server, patient_id, 200)
-    settings = make_settings(**overrides)
-    env = os.environ | {
-        "COUNTERSIGN_DATABASE_URL": settings.database_url,
-        "COUNTERSIGN_PUBLIC_BASE_URL": settings.public_base_url,
-        "COUNTERSIGN_WRITEBACK_SERVERS": json.dumps([{"base_url": fhir_server}]),
-        "COUNTERSIGN_OUTBOX_LEASE_SECONDS": "2",
-        "COUNTERSIGN_OUTBOX_BATCH_SIZE": "50",
-        "COUNTERSIGN_OUTBOX_IN_PROCESS": "false",
-        "COUNTERSIGN_LOG_LEVEL": "WARNING",
-    }
-    worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env)
-    try:
-        deadline = time.monotonic() + 60
-        while statuses(app).get(DELIVERED, 0) < 20 and time.monotonic() < deadline:
-            time.sleep(0.05)
-    finally:
-        worker.send_signal(signal.SIGKILL)
-        worker.wait()
-    assert 0 < statuses(app).get(DELIVERED, 0) < 200
-    time.sleep(2.2)
-    drain(app.extensions[WORKER_KEY], rounds=100)
+    killed_at = kill_a_worker_mid_run(app, make_settings(**overrides), kill_after=20)
+    assert 0 < killed_at < 200
     assert statuses(app) == {DELIVERED: 200}
     assert total(fhir_server, "GuidanceResponse", subject=f"Patient/{patient_id}") == 200
     assert total(fhir_server, "AuditEvent", patient=patient_id) == 200

@@ -21,6 +21,9 @@ from app.audit.backend_services import DEFAULT_SCOPE, BackendServicesToken, Toke
 FHIR_JSON = "application/fhir+json"
 #: Statuses that say the server did not take the request (overloaded, down, timed out, gateway).
 NOT_TAKEN = frozenset({408, 429, 502, 503, 504})
+#: Client errors worth another try: 409 is what HAPI FHIR answers when two transactions conditionally
+#: create the same resource at once; sent again, the conditional create matches the one that won.
+RETRIED_CLIENT_ERRORS = frozenset({408, 409, 429})
 
 
 class WriteBackServer(BaseModel):
@@ -118,13 +121,15 @@ class FhirWriter:
         return self._call("POST", self.server.key, data=orjson.dumps(bundle))
 
     def search(self, resource_type: str, params: dict[str, str]) -> dict:
-        return self._call("GET", f"{self.server.key}/{resource_type}", params=params)
+        """A fresh answer: HAPI FHIR serves a search repeated within a minute from its cache, which
+        would hide a resource the EHR has just written (an accepted change, a signed order)."""
+        url = f"{self.server.key}/{resource_type}"
+        return self._call("GET", url, params=params, headers={"Cache-Control": "no-cache"})
 
     def _call(self, method: str, url: str, **kwargs: object) -> dict:
         try:
-            response = self.session.request(
-                method, url, headers=self._headers(), timeout=self.timeout, **kwargs
-            )
+            headers = self._headers() | kwargs.pop("headers", {})
+            response = self.session.request(method, url, headers=headers, timeout=self.timeout, **kwargs)
         except requests.RequestException as error:
             raise DeliveryError(
                 f"FHIR server unreachable ({type(error).__name__})", permanent=False, unanswered=True
@@ -133,7 +138,7 @@ class FhirWriter:
         if response.status_code == 401 and self.tokens is not None:
             self.tokens.forget()
         if response.status_code >= 400:
-            transient = response.status_code >= 500 or response.status_code in (408, 429)
+            transient = response.status_code >= 500 or response.status_code in RETRIED_CLIENT_ERRORS
             outcome = body if body.get("resourceType") == "OperationOutcome" else None
             raise DeliveryError(
                 f"HTTP {response.status_code}",

@@ -59,8 +59,10 @@ class FhirClient:
         return Answer(response.status_code, body if isinstance(body, dict) else {})
 
     def search(self, resource_type: str, params: dict[str, str]) -> Found:
-        """Every page of ``resource_type?params`` (next links followed, at most ``MAX_PAGES``)."""
-        answer = self.request("GET", resource_type, params={"_count": PAGE_SIZE, **params})
+        """Every page of ``resource_type?params`` (next links followed, at most ``MAX_PAGES``), fresh:
+        HAPI FHIR would answer a search repeated within a minute from its cache."""
+        fresh = {"Cache-Control": "no-cache"}
+        answer = self.request("GET", resource_type, params={"_count": PAGE_SIZE, **params}, headers=fresh)
         resources: list[dict] = []
         for _ in range(MAX_PAGES):
             if not answer.ok:
@@ -69,7 +71,7 @@ class FhirClient:
             following = _next_link(answer.body)
             if following is None:
                 break
-            answer = self.request("GET", following)
+            answer = self.request("GET", following, headers=fresh)
         return Found(resources)
 
 

@@ -24,6 +24,7 @@ def outcome_hint(status: int | None, outcome: dict | None, scope_hint: str = "")
         return "HTTP 401 from the server: it does not accept the credentials (check --auth and its options)"
     if status == FORBIDDEN:
         return f"HTTP 403 from the server: the credentials lack a scope{scope_hint}"
+    outcome = _refusing(outcome)
     profiles = profile_urls(outcome)
     where = _paths(outcome)
     if profiles:
@@ -51,13 +52,24 @@ def profile_urls(outcome: dict | None) -> list[str]:
     return list(dict.fromkeys(PROFILE_URL.findall(_text(outcome))))
 
 
+def _refusing(outcome: dict | None) -> dict | None:
+    """The outcome's error and fatal issues, when it has any: HAPI also lists every warning (a
+    best-practice ``dom-6`` names the DomainResource profile), which is not why it refused."""
+    if not isinstance(outcome, dict) or not isinstance(outcome.get("issue"), list):
+        return outcome
+    failing = [i for i in outcome["issue"] if isinstance(i, dict) and i.get("severity") in FAILING]
+    return {**outcome, "issue": failing} if failing else outcome
+
+
 def _paths(outcome: dict | None) -> str:
     paths = [path for issue in summarize(outcome) for path in issue.expression if path != "…"]
     return f" at {', '.join(dict.fromkeys(paths))}" if paths else ""
 
 
 def _text(outcome: dict | None) -> str:
-    """Every string of the outcome's issues (diagnostics, details, expression), for matching only."""
+    """Every string of the outcome's issues (diagnostics, details, expression), for matching only;
+    not their extensions, whose URLs name StructureDefinitions too (HAPI puts the line, column and
+    message id of each issue in ``operationoutcome-issue-*`` extensions)."""
     if not isinstance(outcome, dict):
         return ""
     found: list[str] = []
@@ -66,8 +78,9 @@ def _text(outcome: dict | None) -> str:
         if isinstance(value, str):
             found.append(value)
         elif isinstance(value, dict):
-            for item in value.values():
-                collect(item)
+            for name, item in value.items():
+                if name != "extension":
+                    collect(item)
         elif isinstance(value, list):
             for item in value:
                 collect(item)

@@ -153,6 +153,7 @@ def create_mock_ehr(state: MockState) -> Flask:
             headers={
                 "Content-Type": request.content_type or "application/fhir+json",
                 "Accept": "application/fhir+json",
+                **_cache_control(),
             },
             timeout=10,
         )
@@ -160,6 +161,13 @@ def create_mock_ehr(state: MockState) -> Flask:
         return Response(upstream.content, status=upstream.status_code, headers=headers)
 
     return app
+
+
+def _cache_control() -> dict[str, str]:
+    """The app's ``Cache-Control``, passed on: its ``no-cache`` must reach a server that answers
+    repeated searches from a cache (HAPI, for 60 s), or the app reads a stale record."""
+    value = request.headers.get("Cache-Control")
+    return {"Cache-Control": value} if value else {}
 
 
 def _app_context(value: object) -> str | None:

@@ -42,11 +42,15 @@ class FhirStore:
         return self._call("PUT", f"{resource['resourceType']}/{resource['id']}", json=resource)
 
     def transaction(self, bundle: dict) -> dict:
-        return self._call("POST", "", json=bundle)
+        return self._call("POST", "", json=with_full_urls(bundle, self.base_url))
 
     def _call(self, method: str, path: str, **kwargs: object) -> dict:
         url = f"{self.base_url}/{path}" if path else self.base_url
         headers = {"Accept": FHIR_JSON, "Content-Type": FHIR_JSON}
+        if method == "GET":
+            # HAPI answers a search repeated within 60 s from its cache: a draft just saved
+            # would be missing from the order list. The system of record reads what it holds.
+            headers["Cache-Control"] = "no-cache"
         try:
             response = self.session.request(method, url, headers=headers, timeout=self.timeout, **kwargs)
         except requests.RequestException as error:
@@ -55,6 +59,20 @@ class FhirStore:
         if response.status_code >= 400:
             raise FhirStoreError(f"FHIR server answered HTTP {response.status_code}", response.status_code)
         return body
+
+
+def with_full_urls(bundle: dict, base_url: str) -> dict:
+    """The transaction with a ``fullUrl`` on each PUT entry that lacks one: the resource's URL on
+    this server, so the relative references inside it resolve there (the spec wants a fullUrl on
+    every entry; HAPI refuses "Bundle entry missing fullUrl" when the resource holds a reference)."""
+    base = base_url.rstrip("/")
+    entries = [
+        {"fullUrl": f"{base}/{entry['request']['url']}", **entry}
+        if "resource" in entry and "fullUrl" not in entry and entry["request"]["method"] == "PUT"
+        else entry
+        for entry in bundle.get("entry", [])
+    ]
+    return {**bundle, "entry": entries}
 
 
 def _json(response: requests.Response) -> dict:

@@ -6,6 +6,7 @@ from datetime import date
 
 import requests
 
+from app.sandbox_ehr.fhir_store import with_full_urls
 from app.sandbox_ehr.synthetic import resources as fhir
 from app.sandbox_ehr.synthetic.cohort import SyntheticPatient, cohort, shared_resources
 
@@ -51,7 +52,7 @@ def load_cohort(
 def _post(http: requests.Session, fhir_base: str, bundle: dict, label: str, timeout: float) -> None:
     response = http.post(
         fhir_base.rstrip("/"),
-        json=bundle,
+        json=with_full_urls(bundle, fhir_base),
         headers={"Content-Type": FHIR_JSON, "Accept": FHIR_JSON},
         timeout=timeout,
     )
