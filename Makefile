@@ -30,6 +30,7 @@ demo: install
 
 lint: $(PY_STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 test: install lint $(HAPI_JAR)
 	npm test --prefix fhir_test_server

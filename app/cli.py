@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import threading
 from datetime import date, datetime
@@ -14,17 +15,13 @@ from sqlalchemy import create_engine
 
 from app import DATABASE_KEY, WORKER_KEY, create_app
 from app.audit.ledger import verify_database
-from app.db import INSTANCE_DIR, default_database_url, utcnow
-from app.demo import FHIR_CHOICES, run_demo
-from app.demo_client import client_token, ensure_key
+from app.db import default_database_url, utcnow
 from app.evaluation.card_file import measured_section, write_measured
 from app.evaluation.cohorts import DEFAULT_COHORT_SIZE, DEFAULT_SEED, GENERATORS, generate
 from app.evaluation.runner import evaluate
 from app.governance.change_control import AUTHORISED_ROLES, STATUS_AFTER, ChangeRefused, change_status
 from app.governance.lifecycle import current_status
-from app.integration_check.command import integration_test_command
 from app.migrate import StaleSchema, require_current, upgrade
-from app.mock_ehr_auth.runner import run_mock_ehr
 from app.outbox_cli import outbox_group
 from app.prompt_cards import recorded_and_actual_hash
 from app.registry import CARDS_DIRECTORY, load_model_cards
@@ -46,7 +43,37 @@ def run_evaluation(model_id: str, size: int, seed: int, cards_dir: Path) -> None
     click.echo(f"{path}: {card.source_attributes.internal_validity}")
 
 
-@click.group(cls=FlaskGroup, create_app=create_app, add_version_option=False)
+#: Commands that imitate a hospital, by name: "module:attribute" in the ``sandbox`` package.
+SANDBOX_COMMANDS = {
+    "demo": "sandbox.commands:demo_command",
+    "mock-ehr": "sandbox.commands:mock_ehr_command",
+    "client-token": "sandbox.commands:client_token_command",
+    "integration-test": "sandbox.integration_check.command:integration_test_command",
+}
+
+
+class CountersignGroup(FlaskGroup):
+    """Loads a sandbox command only when it is named, so that nothing of ``sandbox/`` is imported by
+    the product's own commands, and an install without it still runs them (its commands are then
+    not listed)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        sandbox = [name for name in SANDBOX_COMMANDS if self.get_command(ctx, name) is not None]
+        return sorted({*super().list_commands(ctx), *sandbox})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in SANDBOX_COMMANDS:
+            return super().get_command(ctx, name)
+        module, _, attribute = SANDBOX_COMMANDS[name].partition(":")
+        try:
+            return getattr(importlib.import_module(module), attribute)
+        except ModuleNotFoundError as error:
+            if error.name and (error.name == "sandbox" or error.name.startswith("sandbox.")):
+                return None
+            raise
+
+
+@click.group(cls=CountersignGroup, create_app=create_app, add_version_option=False)
 def main() -> None:
     """Countersign: governed AI decision support for FHIR EHRs.
 
@@ -97,45 +124,6 @@ def db_upgrade_command() -> None:
     engine = current_app.extensions[DATABASE_KEY]
     upgrade(engine.url.render_as_string(hide_password=False))
     click.echo("database schema is current")
-
-
-@main.command("demo")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to bind.")
-@click.option("--port", default=8000, show_default=True, help="Port of the Countersign service.")
-@click.option("--ehr-port", default=8001, show_default=True, help="Port of the sandbox EHR.")
-@click.option("--auth-port", default=8002, show_default=True, help="Port of the mock EHR's SMART server.")
-@click.option(
-    "--fhir",
-    "fhir_choice",
-    type=click.Choice(FHIR_CHOICES),
-    default="embedded",
-    show_default=True,
-    help="FHIR server to run: the embedded test server, or HAPI FHIR (build it first: make hapi-build).",
-)
-@click.option("--fhir-url", help="Use a FHIR R4 server you already run (open, no authentication) instead.")
-def demo_command(
-    host: str, port: int, ehr_port: int, auth_port: int, fhir_choice: str, fhir_url: str | None
-) -> None:
-    """Run the product on embedded defaults: FHIR test server with synthetic patients, the sandbox
-    EHR as a trusted CDS client and SMART EHR, and Countersign writing back to the same FHIR server."""
-    run_demo(host, port, ehr_port, auth_port, fhir_choice, fhir_url)
-
-
-@main.command("mock-ehr")
-@click.option("--fhir-base", required=True, help="FHIR server the mock EHR fronts (the FHIR test server).")
-@click.option("--port", default=9000, show_default=True, help="Loopback port of the mock EHR.")
-@click.option("--redirect-uri", default="http://localhost:8000/app/callback", show_default=True)
-@click.option("--client-secret", envvar="COUNTERSIGN_MOCK_EHR_CLIENT_SECRET", required=True)
-def mock_ehr_command(fhir_base: str, port: int, redirect_uri: str, client_secret: str) -> None:
-    """Run the mock SMART EHR (authorization server + FHIR proxy) for the demo; never in production."""
-    run_mock_ehr(fhir_base, redirect_uri, client_secret, port)
-
-
-@main.command("client-token")
-@click.option("--aud", required=True, help="Exact URL of the endpoint the token is for.")
-def client_token_command(aud: str) -> None:
-    """Print a one-use JWT signed by the demo CDS client's key (for curl against the demo)."""
-    click.echo(client_token(ensure_key(INSTANCE_DIR), aud))
 
 
 @main.command("worker")
@@ -324,8 +312,6 @@ def audit_verify_command() -> None:
     click.echo(f"ledger broken at entry {result.broken_at}: {result.reason}", err=True)
     raise SystemExit(1)
 
-
-main.add_command(integration_test_command)
 
 
 if __name__ == "__main__":

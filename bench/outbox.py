@@ -32,12 +32,12 @@ from app import DATABASE_KEY, WORKER_KEY, create_app
 from app.audit.fhir_writer import WriteBackServer
 from app.audit.outbox import DEAD, DELIVERED, OutboxMessage
 from app.audit.worker import outbox_worker
-from app.fhir_test_server import FhirTestServer
-from app.hapi_server import HapiServer
 from app.migrate import upgrade
 from app.registry import load_model_cards
 from app.settings import Settings
 from cds_hooks.auth import TrustedClient
+from sandbox.fhir_test_server import FhirTestServer
+from sandbox.hapi_server import HapiServer
 from tests.builders import full_prefetch, medication_request, order_sign_request
 
 RESOURCES_PER_MESSAGE = 5

@@ -18,10 +18,10 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
 from app import create_app
-from app.fhir_test_server import FhirTestServer, external_base_url
 from app.migrate import upgrade
 from app.settings import Settings
 from cds_hooks.auth import TrustedClient
+from sandbox.fhir_test_server import FhirTestServer, external_base_url
 
 POSTGRES_URL = os.environ.get(
     "COUNTERSIGN_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

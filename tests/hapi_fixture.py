@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from app.hapi_server import HapiServer, unavailable_reason
+from sandbox.hapi_server import HapiServer, unavailable_reason
 
 
 @pytest.fixture(scope="session")

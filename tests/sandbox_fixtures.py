@@ -12,12 +12,12 @@ from flask import Flask
 from app import WORKER_KEY, create_app
 from app.audit.fhir_writer import WriteBackServer
 from app.migrate import upgrade
-from app.sandbox_ehr import SandboxConfig
-from app.sandbox_ehr import create_app as create_sandbox_app
-from app.sandbox_ehr.cds_client import SANDBOX_ISSUER, ClientIdentity
-from app.sandbox_ehr.synthetic.loader import load_cohort
 from app.settings import Settings
 from cds_hooks.auth import TrustedClient
+from sandbox.ehr import SandboxConfig
+from sandbox.ehr import create_app as create_sandbox_app
+from sandbox.ehr.cds_client import SANDBOX_ISSUER, ClientIdentity
+from sandbox.ehr.synthetic.loader import load_cohort
 from tests.live_server import LiveServer
 
 

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import requests
 from flask.testing import FlaskClient
 
-from app.mock_ehr_auth import MockClient, MockEhr, MockUser
+from sandbox.mock_ehr_auth import MockClient, MockEhr, MockUser
 from smart_launch.tenants import SmartEhr
 
 CLIENT_ID = "countersign"

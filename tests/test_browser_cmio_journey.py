@@ -3,7 +3,7 @@ launches Countersign in the chart's cross-site iframe (EHR launch through the mo
 server), finds the ledger record of the card the clinician was shown, pauses medication-safety
 with a reason; the clinician's next order-sign on that patient then gets no card from it.
 
-The stack is the demo's (``app.demo_smart``): the sandbox EHR and the mock EHR on 127.0.0.1,
+The stack is the demo's (``sandbox.demo_smart``): the sandbox EHR and the mock EHR on 127.0.0.1,
 Countersign on localhost, so the app's cookie is a third-party (partitioned) cookie in the iframe.
 """
 
@@ -21,18 +21,19 @@ import requests
 from playwright.sync_api import Page, expect, sync_playwright
 from sqlalchemy import create_engine, select
 
-from app import WORKER_KEY, create_app, demo_smart
+from app import WORKER_KEY, create_app
 from app.audit.fhir_writer import WriteBackServer
 from app.audit.ledger import LedgerEntry
 from app.audit.tables import CardSet
 from app.migrate import upgrade
-from app.mock_ehr_auth import BackgroundServer
-from app.sandbox_ehr import SandboxConfig
-from app.sandbox_ehr import create_app as create_sandbox_app
-from app.sandbox_ehr.cds_client import SANDBOX_ISSUER, ClientIdentity
-from app.sandbox_ehr.synthetic.cohort import CLINICIAN, CMIO
 from app.settings import Settings
 from cds_hooks.auth import TrustedClient
+from sandbox import demo_smart
+from sandbox.ehr import SandboxConfig
+from sandbox.ehr import create_app as create_sandbox_app
+from sandbox.ehr.cds_client import SANDBOX_ISSUER, ClientIdentity
+from sandbox.ehr.synthetic.cohort import CLINICIAN, CMIO
+from sandbox.mock_ehr_auth import BackgroundServer
 from tests.live_server import LiveServer
 from tests.smart_helpers import free_port
 from tests.test_browser_journey import CHROMIUM, CHROMIUM_ARGS, eventually

@@ -19,11 +19,11 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from app import WORKER_KEY, create_app
 from app.migrate import upgrade
-from app.sandbox_ehr import SandboxConfig
-from app.sandbox_ehr import create_app as create_sandbox_app
-from app.sandbox_ehr.cds_client import SANDBOX_ISSUER, ClientIdentity
 from app.settings import Settings
 from cds_hooks.auth import TrustedClient
+from sandbox.ehr import SandboxConfig
+from sandbox.ehr import create_app as create_sandbox_app
+from sandbox.ehr.cds_client import SANDBOX_ISSUER, ClientIdentity
 from tests.live_server import LiveServer
 from tests.sandbox_fixtures import countersign_settings
 from tests.writeback_helpers import search

@@ -14,8 +14,8 @@ from sqlalchemy import create_engine, inspect
 
 from app.cli import main
 from app.db import INSTANCE_DIR
-from app.demo_client import DEMO_ISSUER, ensure_key, public_jwks
 from app.migrate import upgrade
+from sandbox.demo_client import DEMO_ISSUER, ensure_key, public_jwks
 
 
 def test_help_explains_every_command():

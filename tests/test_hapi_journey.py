@@ -20,24 +20,25 @@ from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app import WORKER_KEY, create_app, demo_smart
+from app import WORKER_KEY, create_app
 from app.audit.fhir_writer import WriteBackServer
 from app.audit.outbox import DELIVERED
 from app.cli import main
-from app.integration_check.hints import outcome_hint
 from app.migrate import upgrade
-from app.mock_ehr_auth import MockEhr
-from app.sandbox_ehr import SandboxConfig
-from app.sandbox_ehr import create_app as create_sandbox_app
-from app.sandbox_ehr.cds_client import SANDBOX_ISSUER, ClientIdentity
-from app.sandbox_ehr.synthetic.cohort import cohort
-from app.sandbox_ehr.synthetic.loader import load_cohort
-from app.sandbox_ehr.synthetic.resources import SYNTHETIC_TAG
 from app.settings import Settings
 from cds_hooks.auth import TrustedClient
 from fhir_profiles.audit_events import hook_call_audit_event
 from fhir_profiles.common import DELIVERY_TAG_SYSTEM, PROFILE_CDS_CALL_AUDIT
 from fhir_profiles.device import MODEL_VERSION_SYSTEM
+from sandbox import demo_smart
+from sandbox.ehr import SandboxConfig
+from sandbox.ehr import create_app as create_sandbox_app
+from sandbox.ehr.cds_client import SANDBOX_ISSUER, ClientIdentity
+from sandbox.ehr.synthetic.cohort import cohort
+from sandbox.ehr.synthetic.loader import load_cohort
+from sandbox.ehr.synthetic.resources import SYNTHETIC_TAG
+from sandbox.integration_check.hints import outcome_hint
+from sandbox.mock_ehr_auth import MockEhr
 from tests.hapi_helpers import count, search_all, validation_errors
 from tests.live_server import LiveServer
 from tests.smart_helpers import authorize_at_ehr, local

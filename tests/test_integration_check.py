@@ -20,8 +20,8 @@ from werkzeug.wrappers import Request, Response
 
 from app.audit.backend_services import DEFAULT_SCOPE
 from app.cli import main
-from app.fhir_test_server import FhirTestServer
-from app.sandbox_ehr.synthetic.resources import SYNTHETIC_TAG
+from sandbox.ehr.synthetic.resources import SYNTHETIC_TAG
+from sandbox.fhir_test_server import FhirTestServer
 
 pytestmark = pytest.mark.integration
 REFUSED_PROFILE = "https://countersign.health/fhir/StructureDefinition/ai-override-task"

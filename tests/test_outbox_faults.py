@@ -13,8 +13,8 @@ from sqlmodel import Session, select
 from app import DATABASE_KEY, WORKER_KEY
 from app.audit.outbox import DEAD, DELIVERED, PENDING, OutboxMessage
 from app.audit.tables import CardSet
-from app.fhir_test_server import FhirTestServer
 from bench.servers import free_port
+from sandbox.fhir_test_server import FhirTestServer
 from tests.builders import full_prefetch, medication_request, moment, order_sign_request, patient
 from tests.killed_worker import kill_a_worker_mid_run
 from tests.writeback_helpers import FEEDBACK, SERVICE, drain, put, statuses, writeback_settings

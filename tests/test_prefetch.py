@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from app.fhir_test_server import FhirTestServer
+from sandbox.fhir_test_server import FhirTestServer
 from tests.builders import egfr, full_prefetch, medication_request, order_sign_request, patient
 
 pytestmark = pytest.mark.integration

@@ -7,7 +7,7 @@ import jwt
 import pytest
 import requests
 
-from app.sandbox_ehr.cds_client import CdsCallError, CdsClient, ClientIdentity
+from sandbox.ehr.cds_client import CdsCallError, CdsClient, ClientIdentity
 from tests.sandbox_fixtures import drain_outbox
 from tests.writeback_helpers import NON_ADHERENCE, search
 

@@ -10,13 +10,13 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from flask import Flask
 
-from app import demo_smart
-from app.mock_ehr_auth import MockEhr
-from app.sandbox_ehr import SandboxConfig
-from app.sandbox_ehr import create_app as create_sandbox_app
-from app.sandbox_ehr.cds_client import ClientIdentity
-from app.sandbox_ehr.launcher import LaunchUser, SmartLauncher
-from app.sandbox_ehr.synthetic.cohort import CMIO
+from sandbox import demo_smart
+from sandbox.ehr import SandboxConfig
+from sandbox.ehr import create_app as create_sandbox_app
+from sandbox.ehr.cds_client import ClientIdentity
+from sandbox.ehr.launcher import LaunchUser, SmartLauncher
+from sandbox.ehr.synthetic.cohort import CMIO
+from sandbox.mock_ehr_auth import MockEhr
 from tests.smart_helpers import free_port
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from app.mock_ehr_auth import BackgroundServer, MockEhr
+from sandbox.mock_ehr_auth import BackgroundServer, MockEhr
 from tests.smart_helpers import PATIENT, free_port, mock_ehr, smart_settings
 from tests.writeback_helpers import put
 

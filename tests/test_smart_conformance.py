@@ -17,7 +17,7 @@ from flask import Flask
 from sqlalchemy import text
 
 from app import DATABASE_KEY
-from app.mock_ehr_auth import BackgroundServer, MockEhr
+from sandbox.mock_ehr_auth import BackgroundServer, MockEhr
 from smart_launch.session import COOKIE_NAME
 from tests.smart_helpers import (
     CLIENT_ID,

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from app.mock_ehr_auth import MockEhr
+from sandbox.mock_ehr_auth import MockEhr
 from tests.smart_helpers import PATIENT, ehr_launch, mock_ehr, smart_settings, standalone_launch
 from tests.writeback_helpers import put
 

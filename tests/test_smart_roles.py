@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import text
 
 from app import DATABASE_KEY, WORKER_KEY
-from app.mock_ehr_auth import MockEhr
+from sandbox.mock_ehr_auth import MockEhr
 from tests.smart_helpers import ehr_launch, mock_ehr, smart_settings, standalone_launch
 from tests.writeback_helpers import drain, search, writeback_settings
 

@@ -16,7 +16,7 @@ from sqlalchemy import text
 
 from app import DATABASE_KEY, WORKER_KEY
 from app.db import as_utc, utcnow
-from app.mock_ehr_auth import MockEhr
+from sandbox.mock_ehr_auth import MockEhr
 from tests.smart_helpers import mock_ehr, smart_settings
 from tests.views_helpers import csrf_of, discharge_card, launch
 from tests.writeback_helpers import (

@@ -6,8 +6,8 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
-from app.sandbox_ehr.synthetic.cohort import cohort
-from app.sandbox_ehr.synthetic.loader import load_cohort
+from sandbox.ehr.synthetic.cohort import cohort
+from sandbox.ehr.synthetic.loader import load_cohort
 from tests.writeback_helpers import search
 
 TODAY = date(2026, 11, 23)

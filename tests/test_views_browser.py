@@ -18,7 +18,7 @@ from sqlalchemy import func, select, update
 from app import DATABASE_KEY, WORKER_KEY
 from app.audit.tables import CardSet
 from app.db import as_utc, utcnow
-from app.mock_ehr_auth import BackgroundServer
+from sandbox.mock_ehr_auth import BackgroundServer
 from tests.smart_helpers import free_port, mock_ehr, smart_settings
 from tests.test_smart_browser import browser, shot  # noqa: F401  (the module's Chromium fixture)
 from tests.views_helpers import discharge_card

@@ -10,7 +10,7 @@ import uuid
 import requests
 from flask.testing import FlaskClient
 
-from app.mock_ehr_auth import MockEhr
+from sandbox.mock_ehr_auth import MockEhr
 from tests.discharge_builders import PATIENT_ID, discharge_prefetch, discharge_request
 from tests.smart_helpers import authorize_at_ehr, local
 from tests.writeback_helpers import put

@@ -11,12 +11,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from app.sandbox_ehr.card_store import CardStore, ShownCard
-from app.sandbox_ehr.cds_client import CdsCallError, CdsClient, HookOutcome
-from app.sandbox_ehr.fhir_store import FhirStore, FhirStoreError
-from app.sandbox_ehr.markdown import render_detail
-from app.sandbox_ehr.orders import draft_order, draft_orders_bundle, signed
-from app.sandbox_ehr.suggestions import SuggestionError, actions_transaction
+from sandbox.ehr.card_store import CardStore, ShownCard
+from sandbox.ehr.cds_client import CdsCallError, CdsClient, HookOutcome
+from sandbox.ehr.fhir_store import FhirStore, FhirStoreError
+from sandbox.ehr.markdown import render_detail
+from sandbox.ehr.orders import draft_order, draft_orders_bundle, signed
+from sandbox.ehr.suggestions import SuggestionError, actions_transaction
 
 Result = TypeVar("Result")
 

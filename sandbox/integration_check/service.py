@@ -21,12 +21,12 @@ from sqlalchemy import Engine
 from app import DATABASE_KEY, WORKER_KEY, create_app
 from app.audit.fhir_writer import WriteBackServer
 from app.audit.worker import OutboxWorker
-from app.demo_client import ensure_key
 from app.migrate import upgrade
-from app.mock_ehr_auth.runner import BackgroundServer
-from app.sandbox_ehr.cds_client import ClientIdentity
 from app.settings import Settings
 from cds_hooks.auth import TrustedClient
+from sandbox.demo_client import ensure_key
+from sandbox.ehr.cds_client import ClientIdentity
+from sandbox.mock_ehr_auth.runner import BackgroundServer
 
 ISSUER = "https://integration-check.countersign.local"
 KID = "integration-check-es384"

@@ -13,24 +13,24 @@ import requests
 
 from app.audit.fhir_writer import WriteBackServer
 from app.audit.outbox import DEAD, DELIVERED, PENDING
-from app.integration_check.cleanup import delete_all, references_to_delete
-from app.integration_check.client import FhirClient
-from app.integration_check.credentials import CHECK_SCOPE, bearer_of, fhir_session
-from app.integration_check.expected import Expected, expected_resources
-from app.integration_check.hints import outcome_hint
-from app.integration_check.journey import STORIES, Journey, Step
-from app.integration_check.report import Report, Row
-from app.integration_check.searches import About, CmioSearches
-from app.integration_check.service import RunningCountersign, running_countersign
-from app.integration_check.validation import Validator
-from app.integration_check.waiting import Message, wait_for_write_back
-from app.sandbox_ehr.card_store import CardStore
-from app.sandbox_ehr.cds_client import CdsClient
-from app.sandbox_ehr.fhir_store import FhirStore
-from app.sandbox_ehr.synthetic.cohort import CLINICIAN, SyntheticPatient, shared_resources
-from app.sandbox_ehr.synthetic.loader import LoadError, load_cohort
-from app.sandbox_ehr.synthetic.resources import SYNTHETIC_TAG
-from app.sandbox_ehr.workflow import SandboxEhr
+from sandbox.ehr.card_store import CardStore
+from sandbox.ehr.cds_client import CdsClient
+from sandbox.ehr.fhir_store import FhirStore
+from sandbox.ehr.synthetic.cohort import CLINICIAN, SyntheticPatient, shared_resources
+from sandbox.ehr.synthetic.loader import LoadError, load_cohort
+from sandbox.ehr.synthetic.resources import SYNTHETIC_TAG
+from sandbox.ehr.workflow import SandboxEhr
+from sandbox.integration_check.cleanup import delete_all, references_to_delete
+from sandbox.integration_check.client import FhirClient
+from sandbox.integration_check.credentials import CHECK_SCOPE, bearer_of, fhir_session
+from sandbox.integration_check.expected import Expected, expected_resources
+from sandbox.integration_check.hints import outcome_hint
+from sandbox.integration_check.journey import STORIES, Journey, Step
+from sandbox.integration_check.report import Report, Row
+from sandbox.integration_check.searches import About, CmioSearches
+from sandbox.integration_check.service import RunningCountersign, running_countersign
+from sandbox.integration_check.validation import Validator
+from sandbox.integration_check.waiting import Message, wait_for_write_back
 
 TYPE_ORDER = ("Device", "RequestGroup", "GuidanceResponse", "Provenance", "AuditEvent", "Task")
 HTEST = f"{SYNTHETIC_TAG['system']}|{SYNTHETIC_TAG['code']}"

@@ -21,20 +21,21 @@ from dataclasses import dataclass
 import click
 import requests
 
-from app import create_app, demo_smart
+from app import create_app
 from app.audit.fhir_writer import WriteBackServer
 from app.db import INSTANCE_DIR, default_database_url
-from app.demo_client import ensure_key, trusted_client
-from app.fhir_test_server import FhirTestServer
-from app.hapi_server import HapiServer, unavailable_reason
 from app.migrate import upgrade
-from app.sandbox_ehr.cds_client import SANDBOX_ISSUER, ClientIdentity
-from app.sandbox_ehr.launcher import SmartLauncher
-from app.sandbox_ehr.synthetic.loader import load_cohort
-from app.server_process import ServerProcess
 from app.settings import Settings
 from app.wsgi_server import DEFAULT_THREADS, default_workers, serve
 from cds_hooks.auth import TrustedClient
+from sandbox import demo_smart
+from sandbox.demo_client import ensure_key, trusted_client
+from sandbox.ehr.cds_client import SANDBOX_ISSUER, ClientIdentity
+from sandbox.ehr.launcher import SmartLauncher
+from sandbox.ehr.synthetic.loader import load_cohort
+from sandbox.fhir_test_server import FhirTestServer
+from sandbox.hapi_server import HapiServer, unavailable_reason
+from sandbox.server_process import ServerProcess
 from smart_launch.tenants import SmartEhr
 
 STEPS = 7
@@ -155,7 +156,7 @@ def _mock_ehr(host: str, port: int, fhir_url: str, app_url: str, secret: str) ->
     """The mock EHR authorization server in a child process, out of gunicorn's master (run there as a
     thread, the forked workers took the whole graceful timeout to stop); the secret goes in its
     environment, not on its command line."""
-    command = [sys.executable, "-m", "app.demo_smart", "--fhir", fhir_url, "--app", app_url]
+    command = [sys.executable, "-m", "sandbox.demo_smart", "--fhir", fhir_url, "--app", app_url]
     command += ["--host", host, "--port", str(port)]
     environment = os.environ | {demo_smart.SECRET_ENV: secret}
     return _child("the mock EHR", command, f"http://{host}:{port}/jwks", environment)
@@ -168,7 +169,7 @@ def _sandbox_ehr(
     command = [
         sys.executable,
         "-m",
-        "app.sandbox_ehr.server",
+        "sandbox.ehr.server",
         "--bind",
         f"{host}:{port}",
         "--fhir",

@@ -11,8 +11,8 @@ import os
 import shutil
 from pathlib import Path
 
-from app.server_process import ServerProcess
 from fhir_profiles.profiles import DIRECTORY as PROFILES_DIRECTORY
+from sandbox.server_process import ServerProcess
 
 JAR = Path(__file__).resolve().parent.parent / "hapi_server" / "target" / "countersign-hapi.jar"
 # A modest heap on a 2-core machine: serial GC, C1 only (quicker start). HAPI_JAVA_OPTS overrides.

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from app.engines.fhir_json import age_in_years
-from app.sandbox_ehr.fhir_store import FhirStore
+from sandbox.ehr.fhir_store import FhirStore
 
 
 @dataclass(frozen=True)

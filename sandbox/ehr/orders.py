@@ -6,8 +6,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from app.sandbox_ehr.synthetic.catalogue import DRUGS
-from app.sandbox_ehr.synthetic.resources import medication_request
+from sandbox.ehr.synthetic.catalogue import DRUGS
+from sandbox.ehr.synthetic.resources import medication_request
 
 
 @dataclass(frozen=True)

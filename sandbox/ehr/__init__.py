@@ -11,13 +11,13 @@ from pathlib import Path
 
 from flask import Flask
 
-from app.sandbox_ehr.card_store import CardStore
-from app.sandbox_ehr.cds_client import CdsClient, ClientIdentity
-from app.sandbox_ehr.fhir_store import FhirStore
-from app.sandbox_ehr.launcher import SmartLauncher
-from app.sandbox_ehr.synthetic.cohort import CLINICIAN
-from app.sandbox_ehr.views import EHR_KEY, bp
-from app.sandbox_ehr.workflow import SandboxEhr
+from sandbox.ehr.card_store import CardStore
+from sandbox.ehr.cds_client import CdsClient, ClientIdentity
+from sandbox.ehr.fhir_store import FhirStore
+from sandbox.ehr.launcher import SmartLauncher
+from sandbox.ehr.synthetic.cohort import CLINICIAN
+from sandbox.ehr.views import EHR_KEY, bp
+from sandbox.ehr.workflow import SandboxEhr
 
 STATIC_FOLDER = Path(__file__).resolve().parents[2] / "static" / "sandbox_ehr"
 

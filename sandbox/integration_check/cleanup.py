@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from app.integration_check.client import FhirClient
-from app.integration_check.hints import outcome_hint
+from sandbox.integration_check.client import FhirClient
+from sandbox.integration_check.hints import outcome_hint
 
 DELETE_ORDER = (
     "AuditEvent",

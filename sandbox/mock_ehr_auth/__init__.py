@@ -5,8 +5,8 @@ URIs, PKCE S256, ``aud``, single-use launch ids and codes, refresh-token rotatio
 and records every request so tests can assert what the app sent.
 """
 
-from app.mock_ehr_auth.app import create_mock_ehr
-from app.mock_ehr_auth.runner import BackgroundServer, MockEhr
-from app.mock_ehr_auth.state import Knobs, MockClient, MockState, MockUser
+from sandbox.mock_ehr_auth.app import create_mock_ehr
+from sandbox.mock_ehr_auth.runner import BackgroundServer, MockEhr
+from sandbox.mock_ehr_auth.state import Knobs, MockClient, MockState, MockUser
 
 __all__ = ["BackgroundServer", "Knobs", "MockClient", "MockEhr", "MockState", "MockUser", "create_mock_ehr"]

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import requests
 
-from app.demo_client import client_token, ensure_key, public_jwks
 from cds_hooks.fhir_client import FhirReader, FhirReadError
 from cds_hooks.hooks import HOOKS
 from cds_hooks.models import parse_context
 from cds_hooks.prefetch import render_template
+from sandbox.demo_client import client_token, ensure_key, public_jwks
 
 log = logging.getLogger(__name__)
 

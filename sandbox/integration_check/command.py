@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 
 from app.audit.backend_services import DEFAULT_SCOPE
-from app.integration_check.credentials import CHECK_SCOPE, CredentialsError, write_back_server
-from app.integration_check.runner import CheckOptions, run_check
+from sandbox.integration_check.credentials import CHECK_SCOPE, CredentialsError, write_back_server
+from sandbox.integration_check.runner import CheckOptions, run_check
 
 
 @click.command("integration-test")

@@ -1,4 +1,4 @@
-"""Runs the sandbox EHR as its own process (the demo starts it): ``python -m app.sandbox_ehr.server``.
+"""Runs the sandbox EHR as its own process (the demo starts it): ``python -m sandbox.ehr.server``.
 
 One worker process, because the cards the clinician has on screen are kept in its memory.
 """
@@ -8,10 +8,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from app.sandbox_ehr import SandboxConfig, create_app
-from app.sandbox_ehr.cds_client import ClientIdentity
-from app.sandbox_ehr.launcher import LaunchUser, SmartLauncher
 from app.wsgi_server import serve
+from sandbox.ehr import SandboxConfig, create_app
+from sandbox.ehr.cds_client import ClientIdentity
+from sandbox.ehr.launcher import LaunchUser, SmartLauncher
 
 THREADS = 8
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.audit.fhir_writer import DeliveryError
-from app.integration_check.service import RunningCountersign
-from app.integration_check.waiting import Message
 from fhir_profiles.common import DELIVERY_TAG_SYSTEM
+from sandbox.integration_check.service import RunningCountersign
+from sandbox.integration_check.waiting import Message
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
-from app.server_process import ServerProcess
+from sandbox.server_process import ServerProcess
 
 SERVER_DIR = Path(__file__).resolve().parent.parent / "fhir_test_server"
 EXTERNAL_URL_VARIABLE = "COUNTERSIGN_TEST_FHIR_BASE_URL"

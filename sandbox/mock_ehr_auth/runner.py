@@ -8,8 +8,8 @@ from types import TracebackType
 from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from app.mock_ehr_auth.app import create_mock_ehr
-from app.mock_ehr_auth.state import MockClient, MockState, MockUser
+from sandbox.mock_ehr_auth.app import create_mock_ehr
+from sandbox.mock_ehr_auth.state import MockClient, MockState, MockUser
 
 
 class BackgroundServer:

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from app.integration_check.client import FhirClient
-from app.integration_check.hints import FAILING, NOT_OFFERED, outcome_hint
+from sandbox.integration_check.client import FhirClient
+from sandbox.integration_check.hints import FAILING, NOT_OFFERED, outcome_hint
 
 Outcome = Literal["valid", "invalid", "not-offered"]
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
-from app.sandbox_ehr.synthetic import resources as fhir
-from app.sandbox_ehr.synthetic.catalogue import DRUGS, LABS, PROBLEMS
+from sandbox.ehr.synthetic import resources as fhir
+from sandbox.ehr.synthetic.catalogue import DRUGS, LABS, PROBLEMS
 
 CLINICIAN_ID = "cs-dr-hale"
 CLINICIAN = f"Practitioner/{CLINICIAN_ID}"

@@ -12,7 +12,7 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import UserInfo
 from authlib.oidc.core.grants import OpenIDCode
 
-from app.mock_ehr_auth.state import AuthCode, IssuedToken, MockState
+from sandbox.mock_ehr_auth.state import AuthCode, IssuedToken, MockState
 
 CODE_LIFETIME_SECONDS = 60
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from app.audit.outbox import PENDING, OutboxMessage
-from app.integration_check.service import RunningCountersign
+from sandbox.integration_check.service import RunningCountersign
 
 POLL_SECONDS = 0.2
 

@@ -1,7 +1,7 @@
 """The demo's SMART side: the mock EHR authorization server in front of the FHIR test server, its
 two users (the synthetic cohort's clinician and CMIO), and Countersign's registration with it.
 
-``countersign demo`` runs it as a child process (``python -m app.demo_smart``; the client secret
+``countersign demo`` runs it as a child process (``python -m sandbox.demo_smart``; the client secret
 comes in the environment, never on the command line); the browser journey runs it in a thread.
 Both build the same composition from here.
 """
@@ -14,9 +14,9 @@ import os
 import threading
 from contextlib import suppress
 
-from app.mock_ehr_auth import MockClient, MockEhr, MockUser
-from app.sandbox_ehr.launcher import LaunchUser, SmartLauncher
-from app.sandbox_ehr.synthetic.cohort import CLINICIAN, CMIO
+from sandbox.ehr.launcher import LaunchUser, SmartLauncher
+from sandbox.ehr.synthetic.cohort import CLINICIAN, CMIO
+from sandbox.mock_ehr_auth import MockClient, MockEhr, MockUser
 from smart_launch.config import CALLBACK_PATH
 from smart_launch.tenants import Role, SmartEhr
 

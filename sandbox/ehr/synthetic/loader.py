@@ -6,9 +6,9 @@ from datetime import date
 
 import requests
 
-from app.sandbox_ehr.fhir_store import with_full_urls
-from app.sandbox_ehr.synthetic import resources as fhir
-from app.sandbox_ehr.synthetic.cohort import SyntheticPatient, cohort, shared_resources
+from sandbox.ehr.fhir_store import with_full_urls
+from sandbox.ehr.synthetic import resources as fhir
+from sandbox.ehr.synthetic.cohort import SyntheticPatient, cohort, shared_resources
 
 FHIR_JSON = "application/fhir+json"
 

@@ -13,8 +13,8 @@ from authlib.oauth2.rfc6749.errors import OAuth2Error
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from flask import Flask, Response, jsonify, render_template_string, request
 
-from app.mock_ehr_auth.grants import SmartOpenIdCode, SmartRequest, StrictPkce, code_grant, refresh_grant
-from app.mock_ehr_auth.state import IssuedToken, LaunchContext, MockState, RecordedRequest
+from sandbox.mock_ehr_auth.grants import SmartOpenIdCode, SmartRequest, StrictPkce, code_grant, refresh_grant
+from sandbox.mock_ehr_auth.state import IssuedToken, LaunchContext, MockState, RecordedRequest
 
 CAPABILITIES = [
     "launch-ehr",

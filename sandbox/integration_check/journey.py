@@ -16,10 +16,10 @@ from sqlmodel import Session
 
 from app.audit.backend_services import TokenError
 from app.audit.outbox import OutboxMessage
-from app.integration_check.report import Row
-from app.integration_check.service import RunningCountersign
 from app.review.checkpoint import ReviewRefused, held_draft, sign
-from app.sandbox_ehr.workflow import SandboxEhr, WorkflowError
+from sandbox.ehr.workflow import SandboxEhr, WorkflowError
+from sandbox.integration_check.report import Row
+from sandbox.integration_check.service import RunningCountersign
 
 GAP, RENAL, DISCHARGE = "cs-hba1c-gap", "cs-renal-metformin", "cs-discharge-high-lace"
 #: The synthetic patients the journey needs (unsuffixed ids).

@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
-from app.integration_check.client import FhirClient, Found
-from app.integration_check.expected import Expected
-from app.integration_check.hints import search_hint
 from fhir_profiles.common import DELIVERY_TAG_SYSTEM
+from sandbox.integration_check.client import FhirClient, Found
+from sandbox.integration_check.expected import Expected
+from sandbox.integration_check.hints import search_hint
 
 BY_PATIENT = frozenset({"AuditEvent", "Task", "GuidanceResponse", "RequestGroup", "DocumentReference"})
 REVINCLUDE = "Provenance:target"

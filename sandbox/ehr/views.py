@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
 
-from app.sandbox_ehr.chart import display_name, dosage_text, load_chart
-from app.sandbox_ehr.fhir_store import FhirStoreError
-from app.sandbox_ehr.launcher import LaunchRefused
-from app.sandbox_ehr.orders import ORDERABLES
-from app.sandbox_ehr.synthetic.cohort import scenario_of, scenarios
-from app.sandbox_ehr.workflow import SandboxEhr, WorkflowError
 from fhir_profiles.operation_outcome import operation_outcome
+from sandbox.ehr.chart import display_name, dosage_text, load_chart
+from sandbox.ehr.fhir_store import FhirStoreError
+from sandbox.ehr.launcher import LaunchRefused
+from sandbox.ehr.orders import ORDERABLES
+from sandbox.ehr.synthetic.cohort import scenario_of, scenarios
+from sandbox.ehr.workflow import SandboxEhr, WorkflowError
 
 EHR_KEY = "sandbox_ehr"
 FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
