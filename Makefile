@@ -6,6 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 NODE_STAMP := fhir_test_server/node_modules/.installed
 HAPI_PORT ?= 8090
 HAPI_JAR := hapi_server/target/countersign-hapi.jar
@@ -18,6 +19,11 @@ install: $(PY_STAMP) $(NODE_STAMP)
 $(PY_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+# The test tools (pytest, ruff, Playwright, schemathesis, import-linter) only where tests run.
+$(TEST_STAMP): $(PY_STAMP)
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
@@ -28,11 +34,11 @@ $(NODE_STAMP): fhir_test_server/package.json fhir_test_server/package-lock.json
 demo: install
 	$(BIN)/countersign demo
 
-lint: $(PY_STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 
-test: install lint $(HAPI_JAR)
+test: install $(TEST_STAMP) lint $(HAPI_JAR)
 	npm test --prefix fhir_test_server
 	$(BIN)/python -m pytest
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import requests
 
 FHIR_JSON = "application/fhir+json"
+MAX_PAGES = 20  # a chart of one type past 20 pages is not a chart the sandbox has
 PAGE_SIZE = "200"
 
 
@@ -31,9 +32,16 @@ class FhirStore:
         return self._call("GET", f"{resource_type}/{resource_id}")
 
     def search(self, resource_type: str, **params: str) -> list[dict]:
-        """Every match of a search (one page of up to 200 is plenty for one chart)."""
+        """Every match of a search, following the server's next links (HAPI FHIR pages at 50)."""
         bundle = self._call("GET", resource_type, params={"_count": PAGE_SIZE, **params})
-        return [entry["resource"] for entry in bundle.get("entry", []) if "resource" in entry]
+        found = _resources(bundle)
+        for _ in range(MAX_PAGES):
+            following = _next_link(bundle)
+            if following is None:
+                break
+            bundle = self._call("GET", following)
+            found += _resources(bundle)
+        return found
 
     def create(self, resource: dict) -> dict:
         return self._call("POST", resource["resourceType"], json=resource)
@@ -45,7 +53,7 @@ class FhirStore:
         return self._call("POST", "", json=with_full_urls(bundle, self.base_url))
 
     def _call(self, method: str, path: str, **kwargs: object) -> dict:
-        url = f"{self.base_url}/{path}" if path else self.base_url
+        url = path if path.startswith(("http://", "https://")) else f"{self.base_url}/{path}".rstrip("/")
         headers = {"Accept": FHIR_JSON, "Content-Type": FHIR_JSON}
         if method == "GET":
             # HAPI answers a search repeated within 60 s from its cache: a draft just saved
@@ -81,3 +89,11 @@ def _json(response: requests.Response) -> dict:
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
+
+
+def _resources(bundle: dict) -> list[dict]:
+    return [entry["resource"] for entry in bundle.get("entry", []) if "resource" in entry]
+
+
+def _next_link(bundle: dict) -> str | None:
+    return next((link["url"] for link in bundle.get("link", []) if link.get("relation") == "next"), None)
