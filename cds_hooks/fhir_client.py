@@ -37,7 +37,7 @@ class FhirReader:
         """Follow ``next`` links and return one Bundle holding every page's entries."""
         entries = list(bundle.get("entry", []))
         page, pages = bundle, 1
-        while (next_url := _next_link(page)) is not None:
+        while (next_url := next_link(page)) is not None:
             if pages >= self.max_pages:
                 raise FhirReadError(f"more than {self.max_pages} pages")
             if not _on_server(next_url, self.base_url):
@@ -76,7 +76,8 @@ class FhirReader:
         return body
 
 
-def _next_link(bundle: dict) -> str | None:
+def next_link(bundle: dict) -> str | None:
+    """The URL of a searchset's next page, if it has one."""
     for link in bundle.get("link", []):
         if isinstance(link, dict) and link.get("relation") == "next" and link.get("url"):
             return link["url"]
@@ -90,4 +91,4 @@ def _on_server(url: str, base_url: str) -> bool:
 
 
 def has_next_page(bundle: dict) -> bool:
-    return _next_link(bundle) is not None
+    return next_link(bundle) is not None

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from app.audit.fhir_writer import FhirWriter
+from app.audit.transaction_bundle import references
 from fhir_profiles.common import URI
 
 ID = r"[A-Za-z0-9\-.]{1,64}"
@@ -38,11 +39,11 @@ class KnownReferences:
 
     def localize(self, resources: list[dict]) -> None:
         """Turn every literal reference that does not resolve on the server into a logical one."""
-        unique = {id(ref): ref for resource in resources for ref in _references(resource)}
-        references = list(unique.values())  # builders may share one Reference object between fields
-        named = {id(ref): self._on_server(ref["reference"]) for ref in references}
+        # one entry per object: builders may share one Reference object between fields
+        refs = list({id(ref): ref for resource in resources for ref in references(resource)}.values())
+        named = {id(ref): self._on_server(ref["reference"]) for ref in refs}
         present = self._present({key for key in named.values() if key})
-        for ref in references:
+        for ref in refs:
             reference, key = ref["reference"], named[id(ref)]
             if key is not None and key not in present:
                 _make_logical(ref, f"{self.writer.server.key}/{key[0]}/{key[1]}")
@@ -74,19 +75,6 @@ class KnownReferences:
         params = {"_id": ",".join(idents), "_elements": "id", "_count": str(len(idents))}
         bundle = self.writer.search(kind, params)
         return {e["resource"]["id"] for e in bundle.get("entry", []) if e.get("resource", {}).get("id")}
-
-
-def _references(value: object) -> Iterator[dict]:
-    """Every Reference object with a literal ``reference`` in a resource, contained ones included."""
-    if isinstance(value, list):
-        for item in value:
-            yield from _references(item)
-    elif isinstance(value, dict):
-        if isinstance(value.get("reference"), str):
-            yield value
-        for key, item in value.items():
-            if key != "reference":
-                yield from _references(item)
 
 
 def _make_logical(ref: dict, url: str) -> None:

@@ -63,20 +63,22 @@ def _needed(entry: dict, by_url: dict[str, dict]) -> set[str]:
         url = waiting.pop()
         if url not in needed:
             needed.add(url)
-            waiting.extend(ref for ref in _placeholders(by_url[url]["resource"]) if ref in by_url)
+            pointed = (ref["reference"] for ref in references(by_url[url]["resource"]))
+            waiting.extend(ref for ref in pointed if ref in by_url)
     return needed
 
 
-def _placeholders(value: object) -> Iterator[str]:
+def references(value: object) -> Iterator[dict]:
+    """Every Reference object with a ``reference`` string in a resource, contained ones included."""
     if isinstance(value, list):
         for item in value:
-            yield from _placeholders(item)
+            yield from references(item)
     elif isinstance(value, dict):
+        if isinstance(value.get("reference"), str):
+            yield value
         for key, item in value.items():
-            if key == "reference" and isinstance(item, str) and item.startswith("urn:uuid:"):
-                yield item
-            else:
-                yield from _placeholders(item)
+            if key != "reference":
+                yield from references(item)
 
 
 def _redirect(value: object, aliases: dict[str, str]) -> object:

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import requests
 
+from cds_hooks.fhir_client import next_link
+
 FHIR_JSON = "application/fhir+json"
 MAX_PAGES = 20  # a chart of one type past 20 pages is not a chart the sandbox has
 PAGE_SIZE = "200"
@@ -36,7 +38,7 @@ class FhirStore:
         bundle = self._call("GET", resource_type, params={"_count": PAGE_SIZE, **params})
         found = _resources(bundle)
         for _ in range(MAX_PAGES):
-            following = _next_link(bundle)
+            following = next_link(bundle)
             if following is None:
                 break
             bundle = self._call("GET", following)
@@ -94,6 +96,3 @@ def _json(response: requests.Response) -> dict:
 def _resources(bundle: dict) -> list[dict]:
     return [entry["resource"] for entry in bundle.get("entry", []) if "resource" in entry]
 
-
-def _next_link(bundle: dict) -> str | None:
-    return next((link["url"] for link in bundle.get("link", []) if link.get("relation") == "next"), None)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import requests
 
 from app.audit.backend_services import TokenError
+from cds_hooks.fhir_client import next_link
 
 MAX_PAGES = 20
 PAGE_SIZE = "200"
@@ -68,15 +69,12 @@ class FhirClient:
             if not answer.ok:
                 return Found(resources, answer)
             resources += [e["resource"] for e in answer.body.get("entry", []) if "resource" in e]
-            following = _next_link(answer.body)
+            following = next_link(answer.body)
             if following is None:
                 break
             answer = self.request("GET", following, headers=fresh)
         return Found(resources)
 
-
-def _next_link(bundle: dict) -> str | None:
-    return next((link["url"] for link in bundle.get("link", []) if link.get("relation") == "next"), None)
 
 
 def _unanswered(reason: str) -> Answer:
