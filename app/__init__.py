@@ -9,17 +9,18 @@ from sqlalchemy import Engine
 
 import cds_hooks
 import smart_launch
-from app import api, hardening, observability, openapi, rate_limit
-from app.audit.worker import outbox_worker
-from app.cds_backend import GovernedBackend
+from app import observability
 from app.db import DATABASE_KEY, INSTANCE_DIR, create_db_engine, default_database_url
-from app.json_provider import OrjsonProvider
-from app.registry import load_model_cards
-from app.services import build_catalogue
+from app.governance.model_card import MODEL_CARDS_KEY, load_model_cards
+from app.pages import blueprint as pages
+from app.serving.backend import GovernedBackend
+from app.serving.catalogue import build_catalogue
 from app.settings import Settings
+from app.web import api, hardening, health, openapi, rate_limit
+from app.web.json_provider import OrjsonProvider
+from app.writeback.worker import outbox_worker
 from cds_hooks.auth import ClientAuthenticator, KeySetCache
 from cds_hooks.prefetch import ReaderSettings
-from smart_launch.blueprint import MODEL_CARDS_KEY
 
 __all__ = ["DATABASE_KEY", "WORKER_KEY", "create_app"]
 STATIC_FOLDER = Path(__file__).resolve().parent.parent / "static"
@@ -44,6 +45,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     hardening.init_app(app, settings, smart_config.frame_ancestors())
     cds_hooks.init_app(app, _cds_hooks_config(settings, backend))
     smart_launch.init_app(app, smart_config)
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(health.bp)
     app.register_blueprint(api.bp)
     openapi.init_app(app, settings.base_url)
     worker = outbox_worker(settings, engine, models)
@@ -58,6 +61,7 @@ def _smart_config(settings: Settings, engine: Engine) -> smart_launch.SmartConfi
         engine=engine,
         ehrs=settings.smart_ehrs,
         public_base_url=settings.base_url,
+        landing=pages.landing,
         standalone_iss=settings.smart_standalone_iss,
         allow_http_loopback=settings.smart_allow_http_loopback,
         session_seconds=settings.smart_session_seconds,

@@ -15,21 +15,20 @@ from sqlalchemy import create_engine
 
 from app import DATABASE_KEY, WORKER_KEY, create_app
 from app.audit.ledger import verify_database
+from app.audit.outbox_cli import outbox_group
 from app.db import default_database_url, utcnow
 from app.evaluation.card_file import measured_section, write_measured
 from app.evaluation.cohorts import DEFAULT_COHORT_SIZE, DEFAULT_SEED, GENERATORS, generate
 from app.evaluation.runner import evaluate
 from app.governance.change_control import AUTHORISED_ROLES, STATUS_AFTER, ChangeRefused, change_status
 from app.governance.lifecycle import current_status
+from app.governance.model_card import CARDS_DIRECTORY, MODEL_CARDS_KEY, load_model_cards
+from app.llm.prompt_card import recorded_and_actual_hash
 from app.migrate import StaleSchema, require_current, upgrade
-from app.outbox_cli import outbox_group
-from app.prompt_cards import recorded_and_actual_hash
-from app.registry import CARDS_DIRECTORY, load_model_cards
 from app.safety.dashboard import safety_summary
 from app.safety.events import CATEGORIES, SEVERITIES, ReportRefused, report_safety_event
 from app.settings import Settings
 from app.wsgi_server import DEFAULT_THREADS, default_workers, serve
-from smart_launch.blueprint import MODEL_CARDS_KEY
 
 
 def run_evaluation(model_id: str, size: int, seed: int, cards_dir: Path) -> None:
@@ -311,7 +310,6 @@ def audit_verify_command() -> None:
         return
     click.echo(f"ledger broken at entry {result.broken_at}: {result.reason}", err=True)
     raise SystemExit(1)
-
 
 
 if __name__ == "__main__":

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.audit.fhir_writer import WriteBackServer
 from cds_hooks.auth import TrustedClient
 from smart_launch.tenants import SmartEhr
 
@@ -21,6 +20,50 @@ from smart_launch.tenants import SmartEhr
 ORIGIN = r"^https?://(\*\.)?[A-Za-z0-9.-]+(:\d{1,5})?$"
 
 MIN_SECRET_LENGTH = 16
+#: What Countersign asks a write-back server for with SMART Backend Services.
+DEFAULT_SCOPE = " ".join(
+    f"system/{resource}.{permissions}"
+    for resource, permissions in (
+        ("Device", "crs"),
+        ("GuidanceResponse", "crs"),
+        ("RequestGroup", "crs"),
+        ("Provenance", "crs"),
+        ("AuditEvent", "crs"),
+        ("Task", "crs"),
+        ("MedicationRequest", "rs"),
+        ("ServiceRequest", "rs"),
+        ("Condition", "rs"),
+    )
+)
+
+
+class WriteBackServer(BaseModel):
+    """A FHIR server Countersign writes to, keyed by its base URL, with the credentials to use."""
+
+    base_url: str
+    auth: Literal["none", "bearer", "backend-services"] = "none"
+    token: str | None = None
+    client_id: str | None = None
+    token_url: str | None = None
+    private_key_path: Path | None = None
+    kid: str | None = None
+    algorithm: Literal["RS384", "ES384"] = "RS384"
+    scope: str = DEFAULT_SCOPE
+
+    @model_validator(mode="after")
+    def _credentials_complete(self) -> WriteBackServer:
+        if self.auth == "bearer" and not self.token:
+            raise ValueError(f"{self.base_url}: bearer auth needs a token")
+        needed = (self.client_id, self.token_url, self.private_key_path, self.kid)
+        if self.auth == "backend-services" and not all(needed):
+            raise ValueError(
+                f"{self.base_url}: backend-services needs client_id, token_url, private_key_path, kid"
+            )
+        return self
+
+    @property
+    def key(self) -> str:
+        return self.base_url.rstrip("/")
 
 
 class Settings(BaseSettings):

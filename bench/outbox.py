@@ -29,12 +29,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlmodel import Session, func, select
 
 from app import DATABASE_KEY, WORKER_KEY, create_app
-from app.audit.fhir_writer import WriteBackServer
 from app.audit.outbox import DEAD, DELIVERED, OutboxMessage
-from app.audit.worker import outbox_worker
+from app.governance.model_card import load_model_cards
 from app.migrate import upgrade
-from app.registry import load_model_cards
-from app.settings import Settings
+from app.settings import Settings, WriteBackServer
+from app.writeback.worker import outbox_worker
 from cds_hooks.auth import TrustedClient
 from sandbox.fhir_test_server import FhirTestServer
 from sandbox.hapi_server import HapiServer

@@ -26,8 +26,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask
 
-import app.cds_backend
-import app.hardening
+import app.serving.backend
+import app.web.hardening
 import cds_hooks.blueprint
 from app import create_app
 from app.migrate import upgrade
@@ -121,16 +121,16 @@ def _phases(application: Flask, times: Counter[str]) -> Iterator[None]:
     targets: list[tuple[object, str, str]] = [
         (application, "wsgi_app", TOP_LEVEL),
         (config.authenticator, "authenticate", "JWT verification"),
-        (app.hardening, "json_depth", "JSON depth limit"),
+        (app.web.hardening, "json_depth", "JSON depth limit"),
         (blueprint, "_parse_body", "JSON parse and request model"),
         (blueprint, "parse_context", "hook context"),
         (blueprint, "resolve_prefetch", "prefetch"),
         (backend, "advise", "advise: governance and model"),
-        (app.cds_backend, "current_status", "  model status read"),
-        (app.cds_backend, "recent_override_rules", "  recent overrides read"),
-        (app.cds_backend, "outside_intended_use", "  intended use (FHIRPath)"),
+        (app.serving.backend, "current_status", "  model status read"),
+        (app.serving.backend, "recent_override_rules", "  recent overrides read"),
+        (app.serving.backend, "outside_intended_use", "  intended use (FHIRPath)"),
         (service.engine, "suggest", "  medication-safety engine"),
-        (app.cds_backend, "apply_guardrails", "  guardrails"),
+        (app.serving.backend, "apply_guardrails", "  guardrails"),
         (blueprint, "render_card", "card rendering"),
         (backend, "record_response", "durable record (one transaction)"),
         (application, "process_response", "after-request: metrics, access log, headers"),

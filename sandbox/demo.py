@@ -22,10 +22,9 @@ import click
 import requests
 
 from app import create_app
-from app.audit.fhir_writer import WriteBackServer
 from app.db import INSTANCE_DIR, default_database_url
 from app.migrate import upgrade
-from app.settings import Settings
+from app.settings import Settings, WriteBackServer
 from app.wsgi_server import DEFAULT_THREADS, default_workers, serve
 from cds_hooks.auth import TrustedClient
 from sandbox import demo_smart

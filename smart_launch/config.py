@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
@@ -10,7 +11,8 @@ from smart_launch.discovery import DiscoveryCache
 from smart_launch.tenants import SmartEhr, find_ehr
 
 EXTENSION_KEY = "smart_launch"
-CALLBACK_PATH = "/app/callback"
+URL_PREFIX = "/app"
+CALLBACK_PATH = f"{URL_PREFIX}/callback"
 
 
 @dataclass
@@ -18,6 +20,8 @@ class SmartConfig:
     engine: Engine
     ehrs: list[SmartEhr]
     public_base_url: str
+    landing: Callable[[dict], str]
+    """The URL a user lands on after sign-in, from the launch context (the host app's pages)."""
     standalone_iss: str | None = None
     allow_http_loopback: bool = False
     session_seconds: int = 8 * 3600

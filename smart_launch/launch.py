@@ -8,14 +8,11 @@ URL so ``code`` and ``state`` leave the address bar.
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import secrets
 
 from flask import Blueprint, Response, redirect, render_template, request, url_for
 
-from app.db import utcnow
 from smart_launch import store
 from smart_launch.discovery import DiscoveryError
 from smart_launch.id_token import IdTokenError, fetch_key_set, validate_id_token
@@ -41,7 +38,6 @@ CONTEXT_FIELDS = (
     "intent",
     "appContext",
 )
-CARD_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 RELAUNCH = "This sign-in could not be completed. Launch Countersign again from your EHR."
 
 
@@ -95,7 +91,7 @@ def _begin(ehr: SmartEhr, launch_id: str | None, *, embedded: bool) -> Response:
             code_verifier=new_code_verifier(),
             nonce=secrets.token_urlsafe(24),
             embedded=embedded,
-            created_at=utcnow(),
+            created_at=store.utcnow(),
         ),
     )
     response = redirect(url_for("smart_launch.authorize", state=state), 303)
@@ -205,24 +201,10 @@ def _signed_in(
         "launch": "ehr" if pending.launch is not None else "standalone"
     }
     store.save_session(config.engine, row)
-    card = review_card(row.context.get("appContext"))
-    landing = url_for("smart_launch.review", card_uuid=card) if card else url_for("smart_launch.catalogue")
+    landing = config.landing(row.context)
     response = redirect(landing, 303)
     set_session_cookie(response, cookie, embedded=pending.embedded)
     return response
-
-
-def review_card(app_context: object) -> str | None:
-    """The card to review when the EHR's ``appContext`` (a JSON string) asks for one, else None."""
-    if isinstance(app_context, str):
-        try:
-            app_context = json.loads(app_context)
-        except ValueError:
-            return None
-    if not isinstance(app_context, dict) or app_context.get("review") is not True:
-        return None
-    card = app_context.get("card")
-    return card if isinstance(card, str) and CARD_UUID.match(card) else None
 
 
 def logout():

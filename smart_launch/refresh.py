@@ -13,7 +13,6 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import or_, update
 
-from app.db import utcnow
 from smart_launch import store
 from smart_launch.config import SmartConfig
 from smart_launch.discovery import DiscoveryError
@@ -30,12 +29,12 @@ def token_expiry(token: dict) -> datetime:
     """When to treat the token as spent; a conservative default if the EHR gives no ``expires_in``."""
     seconds = token.get("expires_in")
     lifetime = int(seconds) if isinstance(seconds, int | float | str) and str(seconds).isdigit() else None
-    return utcnow() + timedelta(seconds=lifetime or DEFAULT_LIFETIME_SECONDS)
+    return store.utcnow() + timedelta(seconds=lifetime or DEFAULT_LIFETIME_SECONDS)
 
 
 def needs_refresh(row: SmartSession) -> bool:
     expires = row.token_expires_at
-    return expires is None or store.aware(expires) - timedelta(seconds=EARLY_SECONDS) <= utcnow()
+    return expires is None or store.aware(expires) - timedelta(seconds=EARLY_SECONDS) <= store.utcnow()
 
 
 def ensure_active(config: SmartConfig, row: SmartSession, *, force: bool = False) -> SmartSession | None:
@@ -51,7 +50,7 @@ def ensure_active(config: SmartConfig, row: SmartSession, *, force: bool = False
 
 
 def _take_lease(config: SmartConfig, row: SmartSession) -> bool:
-    now = utcnow()
+    now = store.utcnow()
     with config.engine.begin() as connection:
         taken = connection.execute(
             update(SmartSession)

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import JSON, Column, DateTime, Engine, delete, select, update
 from sqlmodel import Field, Session, SQLModel
-
-from app.db import utcnow
 
 PENDING_TTL = timedelta(minutes=10)
 
@@ -175,6 +173,10 @@ def consume_pending(engine: Engine, state: str, session_id: str) -> PendingAutho
     return pending
 
 
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
 def aware(moment: datetime) -> datetime:
     """SQLite hands back naive datetimes; every time we store is UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=utcnow().tzinfo)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

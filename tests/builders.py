@@ -12,11 +12,11 @@ LOINC = "http://loinc.org"
 METFORMIN = ("860975", "metformin hydrochloride 500 MG Oral Tablet")
 
 
-
 def moment(seconds_from_now: float = 0) -> str:
     """An RFC 3339 instant relative to now, so that no test depends on the date it runs."""
     at = datetime.now(UTC) + timedelta(seconds=seconds_from_now)
     return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
 
 def patient(patient_id: str = PATIENT_ID) -> dict:
     return {

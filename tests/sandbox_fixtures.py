@@ -10,9 +10,8 @@ import pytest
 from flask import Flask
 
 from app import WORKER_KEY, create_app
-from app.audit.fhir_writer import WriteBackServer
 from app.migrate import upgrade
-from app.settings import Settings
+from app.settings import Settings, WriteBackServer
 from cds_hooks.auth import TrustedClient
 from sandbox.ehr import SandboxConfig
 from sandbox.ehr import create_app as create_sandbox_app

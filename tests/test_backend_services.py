@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from app import WORKER_KEY
-from app.audit.fhir_writer import WriteBackServer
+from app.settings import WriteBackServer
 from sandbox.fhir_test_server import FhirTestServer
 from tests.builders import PATIENT_ID, full_prefetch, medication_request, order_sign_request, patient
 from tests.writeback_helpers import SERVICE, drain, statuses

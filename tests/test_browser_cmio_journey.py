@@ -22,11 +22,10 @@ from playwright.sync_api import Page, expect, sync_playwright
 from sqlalchemy import create_engine, select
 
 from app import WORKER_KEY, create_app
-from app.audit.fhir_writer import WriteBackServer
 from app.audit.ledger import LedgerEntry
 from app.audit.tables import CardSet
 from app.migrate import upgrade
-from app.settings import Settings
+from app.settings import Settings, WriteBackServer
 from cds_hooks.auth import TrustedClient
 from sandbox import demo_smart
 from sandbox.ehr import SandboxConfig
@@ -144,12 +143,16 @@ def _assert_suppressed(database_url: str, patient_id: str) -> None:
     """Countersign's own record: the call after the pause is kept, as suppressed, with no card."""
     engine = create_engine(database_url)
     with engine.connect() as connection:
-        calls = connection.execute(
-            select(CardSet.disposition)
-            .where(CardSet.patient_id == patient_id, CardSet.service_id == SERVICE)
-            .where(CardSet.hook == "order-sign")
-            .order_by(CardSet.id)
-        ).scalars().all()
+        calls = (
+            connection.execute(
+                select(CardSet.disposition)
+                .where(CardSet.patient_id == patient_id, CardSet.service_id == SERVICE)
+                .where(CardSet.hook == "order-sign")
+                .order_by(CardSet.id)
+            )
+            .scalars()
+            .all()
+        )
         kinds = connection.execute(select(LedgerEntry.kind).order_by(LedgerEntry.seq)).scalars().all()
     engine.dispose()
     assert calls == ["issued", "paused"]

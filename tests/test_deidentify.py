@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import date, timedelta
 
-from app.deidentify import Deidentifier, shift_days
+from app.privacy.deidentify import Deidentifier, shift_days
 from tests.discharge_builders import (
     ENCOUNTER_ID,
     IDENTIFYING,

@@ -11,7 +11,7 @@ from app.cli import main
 from app.evaluation.cohorts import GENERATORS, generate
 from app.evaluation.measures import auroc, calibration, classification, proportion
 from app.evaluation.runner import evaluate
-from app.registry import CARDS_DIRECTORY, load_model_cards
+from app.governance.model_card import CARDS_DIRECTORY, load_model_cards
 
 
 def test_wilson_interval_matches_the_published_formula():

@@ -21,11 +21,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app import WORKER_KEY, create_app
-from app.audit.fhir_writer import WriteBackServer
 from app.audit.outbox import DELIVERED
 from app.cli import main
 from app.migrate import upgrade
-from app.settings import Settings
+from app.settings import Settings, WriteBackServer
 from cds_hooks.auth import TrustedClient
 from fhir_profiles.audit_events import hook_call_audit_event
 from fhir_profiles.common import DELIVERY_TAG_SYSTEM, PROFILE_CDS_CALL_AUDIT

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from app import create_app
-from app.hardening import json_depth
+from app.web.hardening import json_depth
 from bench.servers import free_port
 from tests.builders import medication_request, order_sign_request
 

@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from app.audit.backend_services import DEFAULT_SCOPE
 from app.cli import main
+from app.settings import DEFAULT_SCOPE
 from sandbox.ehr.synthetic.resources import SYNTHETIC_TAG
 from sandbox.fhir_test_server import FhirTestServer
 

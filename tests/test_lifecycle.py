@@ -13,7 +13,7 @@ from app import DATABASE_KEY, WORKER_KEY
 from app.audit.tables import CardSet, IssuedCard
 from app.cli import main
 from app.governance.change_control import ChangeRefused, change_status
-from smart_launch.blueprint import MODEL_CARDS_KEY
+from app.governance.model_card import MODEL_CARDS_KEY
 from tests.builders import medication_request, order_sign_request
 from tests.writeback_helpers import SERVICE, drain, put, search, statuses, writeback_settings
 

@@ -15,7 +15,7 @@ import yaml
 from app.engines.base import PatientData
 from app.engines.knowledge_schema import DEFAULT_PATH
 from app.engines.medication_safety import MedicationSafetyEngine, daily_dose_mg, load_medication_knowledge
-from app.validated_files import InvalidFile
+from app.files.validated import InvalidFile
 from cds_hooks.advice import Advice, AdviceSet, CardSource, ProposedAction
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

@@ -14,12 +14,12 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from app import DATABASE_KEY, WORKER_KEY
-from app.audit.fhir_writer import WriteBackServer
 from app.governance.change_control import change_status
+from app.governance.model_card import MODEL_CARDS_KEY
 from app.observability.exposition import MULTIPROC_ENV
 from app.observability.metrics import record_circuit_state, record_llm_call
+from app.settings import WriteBackServer
 from bench.servers import free_port
-from smart_launch.blueprint import MODEL_CARDS_KEY
 from tests.builders import full_prefetch, medication_request, moment, order_sign_request, patient
 from tests.test_feedback import FEEDBACK, SERVICE, overridden
 

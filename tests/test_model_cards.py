@@ -7,13 +7,12 @@ import requests
 import yaml
 
 from app.db import DATABASE_KEY, utcnow
+from app.files.validated import InvalidFile, load_validated
 from app.governance.change_control import change_status
-from app.model_card_text import model_card_markdown
-from app.registry import CARDS_DIRECTORY, ModelCard, load_model_cards
-from app.validated_files import InvalidFile, load_validated
+from app.governance.model_card import CARDS_DIRECTORY, MODEL_CARDS_KEY, ModelCard, load_model_cards
+from app.governance.model_card_text import model_card_markdown
 from fhir_profiles.device import ai_device
 from fhir_profiles.model_card import model_card_document
-from smart_launch.blueprint import MODEL_CARDS_KEY
 
 
 def test_every_card_in_the_repository_states_all_31_attributes():

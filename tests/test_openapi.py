@@ -17,7 +17,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from app.migrate import upgrade
-from app.openapi import document
+from app.web.openapi import document
 from tests.conftest import BASE_URL
 
 IGNORED_METHODS = {"HEAD", "OPTIONS"}

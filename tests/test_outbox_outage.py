@@ -14,8 +14,7 @@ from sqlalchemy import update
 from sqlmodel import Session, select
 
 from app import DATABASE_KEY, WORKER_KEY
-from app.audit.delivery import CARD_SET
-from app.audit.outbox import DEAD, DELIVERED, PENDING, OutboxMessage
+from app.audit.outbox import CARD_SET, DEAD, DELIVERED, PENDING, OutboxMessage
 from app.db import utcnow
 from tests.outbox_helpers import (
     BREAKER_FAILURES,

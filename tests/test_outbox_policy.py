@@ -13,13 +13,13 @@ import pytest
 from sqlalchemy import Engine, select
 
 from app.audit import outbox, target_breaker
-from app.audit.fhir_writer import DeliveryError, retry_after_seconds
 from app.audit.outbox import OutboxMessage
 from app.audit.outcome_summary import MASK, mask, summarize
-from app.audit.retry_policy import RetryPolicy
 from app.audit.target_breaker import BreakerPolicy
 from app.db import create_db_engine, utcnow
 from app.migrate import upgrade
+from app.writeback.fhir_writer import DeliveryError, retry_after_seconds
+from app.writeback.retry_policy import RetryPolicy
 
 NOW = datetime(2026, 12, 5, 10, 0, tzinfo=UTC)
 UP, DOWN = "http://up.example/fhir", "http://down.example/fhir"

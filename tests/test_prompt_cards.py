@@ -12,8 +12,8 @@ import yaml
 from click.testing import CliRunner
 
 from app.cli import main
-from app.prompt_cards import PROMPTS_DIRECTORY, load_prompt_cards, prompt_document
-from app.validated_files import InvalidFile
+from app.files.validated import InvalidFile
+from app.llm.prompt_card import PROMPTS_DIRECTORY, load_prompt_cards, prompt_document
 
 AI_INPUTS = "http://hl7.org/fhir/uv/aitransparency/CodeSystem/AIinputsCS"
 PROFILE = "http://hl7.org/fhir/uv/aitransparency/StructureDefinition/AI-InputPrompt"
@@ -76,7 +76,7 @@ def test_an_invalid_card_does_not_load_and_names_the_field(tmp_path, field, chan
 
 
 def test_an_invalid_prompt_card_stops_the_app_at_start(tmp_path, make_app, monkeypatch):
-    monkeypatch.setattr("app.prompt_cards.PROMPTS_DIRECTORY", _copy(tmp_path, lambda c: c.pop("template")))
+    monkeypatch.setattr("app.llm.prompt_card.PROMPTS_DIRECTORY", _copy(tmp_path, lambda c: c.pop("template")))
     with pytest.raises(InvalidFile, match="template"):
         make_app()
 

@@ -203,7 +203,7 @@ def test_patient_activity_shows_where_each_record_stands_on_the_ehr(smart_app, e
         p for p in search(fhir_server, "Provenance", entity=f"Patient/{patient}") if "AI inference" in str(p)
     ]
     records = dict(re.findall(r'data-card="([^"]+)".*?data-record="decision">(.*?)</dd>', page, re.S))
-    assert f"/Provenance/{output['id']}\" target=" in page and page.count(">on the EHR</span>") == 2
+    assert f'/Provenance/{output["id"]}" target=' in page and page.count(">on the EHR</span>") == 2
     assert "pending" in records[metformin["uuid"]]
     assert "dead-lettered" in records[warfarin["uuid"]]
     assert "HTTP 400: error/structure at Task.statusReason" in records[warfarin["uuid"]]

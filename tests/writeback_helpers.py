@@ -8,8 +8,8 @@ import requests
 from sqlmodel import Session, select
 
 from app import DATABASE_KEY
-from app.audit.fhir_writer import WriteBackServer
 from app.audit.outbox import OutboxMessage
+from app.settings import WriteBackServer
 from tests.builders import (
     USER_ID,
     egfr,

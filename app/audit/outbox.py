@@ -32,6 +32,9 @@ from app.audit.target_breaker import open_targets
 from app.db import as_utc, utcnow
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
+# What a message records; the write-back worker turns each kind into FHIR resources.
+CARD_SET, DECISION, MODEL_CHANGE = "card-set", "decision", "model-change"
+SAFETY_EVENT, SIGNED_REVIEW = "safety-event", "signed-review"
 
 
 def _timestamp(*, nullable: bool = False, index: bool = False) -> Column:

@@ -148,4 +148,3 @@ def _ensure_row(connection: Connection, target: str) -> None:
 
 def _aware(moment: datetime | None) -> datetime | None:
     return None if moment is None else as_utc(moment)
-

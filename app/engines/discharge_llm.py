@@ -1,6 +1,6 @@
 """The language-model drafter: de-identify, ask the private endpoint, check, re-identify.
 
-Nothing identifiable leaves: the model sees only de-identified resources (``app.deidentify``).
+Nothing identifiable leaves: the model sees only de-identified resources (``app.privacy.deidentify``).
 Its answer is re-identified inside Countersign, and a sentence survives only if every source it
 cites maps back to one of the input resources; an answer with nothing grounded left is a failure.
 The circuit breaker stops calling an endpoint that keeps failing, so a dead endpoint costs a
@@ -13,12 +13,12 @@ import json
 import time
 from dataclasses import dataclass
 
-from app.deidentify import Deidentifier, Reidentifier
 from app.engines.discharge_draft import Section, Sentence, SummaryDraft
 from app.llm.breaker import CircuitBreaker
 from app.llm.client import ChatClient, Endpoint, LlmFailure
+from app.llm.prompt_card import PromptCard
 from app.observability.metrics import record_circuit_state, record_llm_call
-from app.prompt_cards import PromptCard
+from app.privacy.deidentify import Deidentifier, Reidentifier
 from app.settings import Settings
 
 SCHEMA_NAME = "discharge_summary_draft"
@@ -76,7 +76,6 @@ class LlmDrafter:
         self._measure(started, "ok")
         inputs = {f"{r.get('resourceType')}/{r.get('id')}" for r in resources}
         return _grounded(answer, reidentifier, inputs)
-
 
     def _measure(self, started: float, outcome: str) -> None:
         endpoint = self.client.endpoint.model

@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from app.validated_files import load_validated
+from app.files.validated import load_validated
 
 DEFAULT_PATH = Path(__file__).parent / "knowledge" / "medication_safety.yaml"
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from app.validated_files import load_validated
+from app.files.validated import load_validated
 
 DEFAULT_PATH = Path(__file__).parent / "knowledge" / "readmission_lace.yaml"
 Code = Annotated[str, Field(pattern=r"^[A-Za-z0-9.\-]+$")]

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from app.validated_files import load_validated
+from app.files.validated import load_validated
 
 DEFAULT_PATH = Path(__file__).parent / "knowledge" / "problem_list_gaps.yaml"
 Text = Annotated[str, Field(min_length=1)]

@@ -15,10 +15,10 @@ from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.scalarstring import FoldedScalarString
 
 from app.evaluation.cohorts import Cohort
-from app.evaluation.measures import Measure
 from app.evaluation.runner import Evaluation
-from app.registry import MeasuredPerformance, ModelCard
-from app.validated_files import load_validated
+from app.files.validated import load_validated
+from app.governance.measured import Measure
+from app.governance.model_card import MeasuredPerformance, ModelCard
 
 
 def measured_section(cohort: Cohort, evaluation: Evaluation, command: str, on: date) -> MeasuredPerformance:

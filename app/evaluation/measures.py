@@ -6,36 +6,9 @@ import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 
-from pydantic import BaseModel, ConfigDict, Field
+from app.governance.measured import CalibrationBand, Measure
 
 Z_95 = 1.959964
-
-
-class Measure(BaseModel):
-    """One measure on one slice of the cohort; ``scope`` is ``overall`` or a finding or rule id."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    measure: str = Field(min_length=1)
-    scope: str = Field(min_length=1)
-    value: float | None
-    ci_low: float | None = None
-    ci_high: float | None = None
-    numerator: int | None = Field(default=None, ge=0)
-    denominator: int = Field(ge=0)
-    variable: str = "all"
-    group: str = "all"
-
-
-class CalibrationBand(BaseModel):
-    """Observed outcome rate among cases whose score fell in [low, high]."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    band: str
-    cases: int = Field(ge=0)
-    events: int = Field(ge=0)
-    observed_rate: float | None
 
 
 def proportion(measure: str, scope: str, numerator: int, denominator: int, **slice_: str) -> Measure:

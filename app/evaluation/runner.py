@@ -18,7 +18,8 @@ from app.engines.problem_list_gaps import ProblemListGapsEngine
 from app.engines.problem_list_knowledge import load_problem_list_knowledge
 from app.engines.readmission_lace import ReadmissionLaceEngine
 from app.evaluation.cohorts import COHORT_DATE, Case, Cohort
-from app.evaluation.measures import CalibrationBand, Measure, auroc, calibration, classification
+from app.evaluation.measures import auroc, calibration, classification
+from app.governance.measured import CalibrationBand, Measure
 from cds_hooks.advice import AdviceSet, CardSource
 
 EVALUATION_SOURCE = CardSource("evaluation", "urn:countersign:evaluation", "evaluation", "Evaluation")

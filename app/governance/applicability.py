@@ -20,12 +20,8 @@ from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
 from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from app.engines.base import PatientData
-
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-    from app.registry import Policy
 
 
 class ApplicabilityRule(BaseModel):
@@ -79,14 +75,3 @@ def _holds(expression: str, resource_json: bytes, today: date) -> bool:
 @lru_cache(maxsize=256)
 def _compiled(expression: str) -> Callable[[dict], list]:
     return compile_fhirpath(expression)
-
-
-def outside_intended_use(policy: Policy, hook: str, data: PatientData) -> str | None:
-    """Why the call is outside the model's intended use, or None when every condition holds."""
-    if hook not in policy.hooks:
-        return f"hook {hook} is not in the intended use"
-    subjects = {"Patient": data.patient, "Encounter": data.encounter}
-    for rule in policy.applicability:
-        if not rule.holds_for(subjects[rule.about]):
-            return rule.outside
-    return None

@@ -12,10 +12,10 @@ import re
 from sqlalchemy import Engine, insert
 
 from app.audit import ledger, outbox
-from app.audit.delivery import MODEL_CHANGE
+from app.audit.outbox import MODEL_CHANGE
 from app.db import utcnow
 from app.governance.lifecycle import ModelChange, current_status
-from app.registry import ModelCard
+from app.governance.model_card import ModelCard
 
 AUTHORISED_ROLES = frozenset({"cmio", "safety-officer"})
 STATUS_AFTER = {

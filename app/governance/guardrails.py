@@ -18,7 +18,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
 from app.engines.base import PatientData
-from app.registry import Policy
+from app.governance.policy import Policy
 from cds_hooks.advice import Advice, AdviceSet
 
 LOW_CONFIDENCE_NOTE = (

@@ -14,7 +14,7 @@ from sqlalchemy import Column, Connection, DateTime, bindparam, select
 from sqlmodel import Field, SQLModel
 
 from app.db import utcnow
-from app.registry import ModelCard
+from app.governance.model_card import ModelCard
 
 
 class ModelChange(SQLModel, table=True):

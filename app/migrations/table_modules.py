@@ -1,10 +1,10 @@
 """Every module that defines a table: importing this registers them all on ``SQLModel.metadata``."""
 
-from app import replay_guard
 from app.audit import ledger, outbox, tables, target_breaker
 from app.governance import lifecycle
 from app.review import tables as review_tables
 from app.safety import events
+from app.serving import replay_guard
 from smart_launch import store as smart_store
 
 TABLE_MODULES = (

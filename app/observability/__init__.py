@@ -1,4 +1,4 @@
-"""Operability: metrics (``/metrics``), probes (``/healthz``, ``/readyz``), PHI-safe JSON logs.
+"""Operability: metrics (``/metrics``) and PHI-safe JSON logs; the probes are ``app.web.health``.
 
 ``init_app`` wires it to the application with Flask request hooks and subscriptions to
 ``cds_hooks.signals``; the code it observes only reports events, never imports this package
@@ -10,7 +10,7 @@ from __future__ import annotations
 from flask import Blueprint, Flask, Response, current_app
 
 from app.db import DATABASE_KEY
-from app.observability import exposition, health, requests
+from app.observability import exposition, requests
 from app.observability import logging as json_logging
 from app.settings import Settings
 
@@ -27,5 +27,4 @@ def metrics_endpoint() -> Response:
 def init_app(app: Flask, settings: Settings, service_ids: frozenset[str]) -> None:
     json_logging.configure(settings.log_level, settings.log_hash_key)
     requests.init_app(app, service_ids)
-    app.register_blueprint(health.bp)
     app.register_blueprint(bp)

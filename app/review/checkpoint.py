@@ -19,13 +19,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from app.audit import ledger, outbox
-from app.audit.card_records import add_decisions, decision_entry
 from app.audit.tables import CardDecision, CardSet, IssuedCard
 from app.db import transaction, utcnow
 from app.review.tables import ReviewDecision
+from app.serving.card_records import add_decisions, decision_entry
 from cds_hooks.models import FeedbackItem
 
-SIGNED_REVIEW = "signed-review"
 MAX_TEXT = 20000
 REJECTION_SYSTEM = "https://countersign.health/fhir/CodeSystem/review-rejection-reason"
 REJECTION_REASONS = {
@@ -127,7 +126,7 @@ def sign(
         ledger.append(session.connection(), "review-signed", _review_entry(review))
         target = writeback_target(draft.fhir_server)
         if target is not None:
-            outbox.enqueue(session.connection(), SIGNED_REVIEW, review.id, target)
+            outbox.enqueue(session.connection(), outbox.SIGNED_REVIEW, review.id, target)
     return review
 
 

@@ -18,7 +18,6 @@ from app.audit import ledger, outbox
 from app.audit.tables import CardSet, IssuedCard
 from app.db import as_utc, utcnow
 
-SAFETY_EVENT = "safety-event"
 SEVERITIES = ("mild", "moderate", "severe")
 # R4 AdverseEvent category codes that fit harm following decision support.
 CATEGORIES = ("product-problem", "product-use-error", "wrong-dose", "incorrect-prescribing-information")
@@ -100,7 +99,7 @@ def report_safety_event(
         ledger.append(connection, "safety-event-reported", _ledger_content(event_id, event))
         target = writeback_target(found.fhir_server)
         if target is not None:
-            outbox.enqueue(connection, SAFETY_EVENT, event_id, target)
+            outbox.enqueue(connection, outbox.SAFETY_EVENT, event_id, target)
     return SafetyEvent(id=event_id, **event)
 
 

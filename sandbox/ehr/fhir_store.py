@@ -95,4 +95,3 @@ def _json(response: requests.Response) -> dict:
 
 def _resources(bundle: dict) -> list[dict]:
     return [entry["resource"] for entry in bundle.get("entry", []) if "resource" in entry]
-

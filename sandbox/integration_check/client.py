@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import requests
 
-from app.audit.backend_services import TokenError
+from app.writeback.backend_services import TokenError
 from cds_hooks.fhir_client import next_link
 
 MAX_PAGES = 20
@@ -74,7 +74,6 @@ class FhirClient:
                 break
             answer = self.request("GET", following, headers=fresh)
         return Found(resources)
-
 
 
 def _unanswered(reason: str) -> Answer:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from app.audit.backend_services import DEFAULT_SCOPE
+from app.settings import DEFAULT_SCOPE
 from sandbox.integration_check.credentials import CHECK_SCOPE, CredentialsError, write_back_server
 from sandbox.integration_check.runner import CheckOptions, run_check
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import requests
 from pydantic import ValidationError
 
-from app.audit.backend_services import BackendServicesToken, TokenError
-from app.audit.fhir_writer import FHIR_JSON, WriteBackServer
+from app.settings import WriteBackServer
+from app.writeback.backend_services import BackendServicesToken, TokenError, token_source
+from app.writeback.fhir_writer import FHIR_JSON
 
 #: SMART v2 scope of the check's own requests: create, read, update, delete and search anything.
 CHECK_SCOPE = "system/*.cruds"
@@ -99,4 +100,4 @@ def bearer_of(session: requests.Session) -> str | None:
 def _token_source(server: WriteBackServer, scope: str) -> BackendServicesToken | None:
     if server.auth != "backend-services":
         return None
-    return server.model_copy(update={"scope": scope}).token_source()
+    return token_source(server.model_copy(update={"scope": scope}))

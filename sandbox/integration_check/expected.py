@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.audit.fhir_writer import DeliveryError
+from app.writeback.fhir_writer import DeliveryError
 from fhir_profiles.common import DELIVERY_TAG_SYSTEM
 from sandbox.integration_check.service import RunningCountersign
 from sandbox.integration_check.waiting import Message

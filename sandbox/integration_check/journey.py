@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from app.audit.backend_services import TokenError
 from app.audit.outbox import OutboxMessage
 from app.review.checkpoint import ReviewRefused, held_draft, sign
+from app.writeback.backend_services import TokenError
 from sandbox.ehr.workflow import SandboxEhr, WorkflowError
 from sandbox.integration_check.report import Row
 from sandbox.integration_check.service import RunningCountersign

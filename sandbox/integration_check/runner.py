@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import click
 import requests
 
-from app.audit.fhir_writer import WriteBackServer
 from app.audit.outbox import DEAD, DELIVERED, PENDING
+from app.settings import WriteBackServer
 from sandbox.ehr.card_store import CardStore
 from sandbox.ehr.cds_client import CdsClient
 from sandbox.ehr.fhir_store import FhirStore

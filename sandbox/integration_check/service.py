@@ -19,10 +19,9 @@ from flask import Flask
 from sqlalchemy import Engine
 
 from app import DATABASE_KEY, WORKER_KEY, create_app
-from app.audit.fhir_writer import WriteBackServer
-from app.audit.worker import OutboxWorker
 from app.migrate import upgrade
-from app.settings import Settings
+from app.settings import Settings, WriteBackServer
+from app.writeback.worker import OutboxWorker
 from cds_hooks.auth import TrustedClient
 from sandbox.demo_client import ensure_key
 from sandbox.ehr.cds_client import ClientIdentity

@@ -21,15 +21,15 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 
 from app.audit import outbox, target_breaker
-from app.audit.delivery import Deliverer
-from app.audit.fhir_writer import DeliveryError, FhirWriter, WriteBackServer
-from app.audit.retry_policy import RetryPolicy
 from app.audit.target_breaker import BreakerPolicy, TargetState
-from app.audit.transaction_bundle import TransactionBundle
 from app.db import utcnow
+from app.governance.model_card import ModelCard
 from app.observability.metrics import OUTBOX_SETTLED
-from app.registry import ModelCard
-from app.settings import Settings
+from app.settings import Settings, WriteBackServer
+from app.writeback.delivery import Deliverer
+from app.writeback.fhir_writer import DeliveryError, FhirWriter
+from app.writeback.retry_policy import RetryPolicy
+from app.writeback.transaction_bundle import TransactionBundle
 
 log = logging.getLogger(__name__)
 REMOVED_SETTINGS = ("COUNTERSIGN_OUTBOX_MAX_ATTEMPTS",)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from app.evaluation.measures import Measure
-from app.registry import ModelCard
-from app.source_attributes import SourceAttributes, paragraphs
+from app.governance.measured import Measure
+from app.governance.model_card import ModelCard
+from app.governance.source_attributes import SourceAttributes, paragraphs
 
 
 def attribute_rows(card: ModelCard) -> list[tuple[str, str, str]]:

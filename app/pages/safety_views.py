@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
 from app.db import utcnow
+from app.pages.charts import bars, rate_chart
 from app.safety.dashboard import safety_summary
 from app.safety.events import CATEGORIES, SEVERITIES, ReportRefused, report_safety_event
-from smart_launch.charts import bars, rate_chart
 from smart_launch.session import current_session, require_role, smart_config
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def report():
         log.info("safety event refused: field %s", error.field)
         return _refused(404 if error.field == "card" else 400, str(error))
     log.info("safety event %s reported against card %s", event.id, event.card_uuid)
-    return redirect(url_for("smart_launch.report_form", reported=event.id), 303)
+    return redirect(url_for("pages.report_form", reported=event.id), 303)
 
 
 def _refused(status: int, message: str) -> tuple[str, int]:

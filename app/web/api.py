@@ -11,11 +11,10 @@ from werkzeug.exceptions import HTTPException
 from app.db import DATABASE_KEY
 from app.governance.change_control import ChangeRefused, change_status
 from app.governance.lifecycle import ModelChange, current_status
-from app.model_card_text import attribute_rows
-from app.registry import ModelCard
+from app.governance.model_card import MODEL_CARDS_KEY, ModelCard
+from app.governance.model_card_text import attribute_rows
 from cds_hooks.errors import http_error_response
 from fhir_profiles.operation_outcome import operation_outcome
-from smart_launch.blueprint import MODEL_CARDS_KEY
 from smart_launch.roles import GOVERNORS
 from smart_launch.session import current_session, require_role
 

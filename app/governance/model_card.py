@@ -6,49 +6,19 @@ the field named, instead of serving advice from an undocumented model.
 
 from __future__ import annotations
 
-from datetime import date
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.evaluation.measures import CalibrationBand, Measure
-from app.governance.applicability import ApplicabilityRule
-from app.source_attributes import SourceAttributes
-from app.validated_files import load_validated
+from app.files.validated import load_validated
+from app.governance.measured import MeasuredPerformance
+from app.governance.policy import Policy
+from app.governance.source_attributes import SourceAttributes
 
 CARDS_DIRECTORY = Path(__file__).parent / "model_cards"
+MODEL_CARDS_KEY = "model_cards"
 ModelStatus = Literal["active", "shadow", "paused", "retired"]
-
-
-class Policy(BaseModel):
-    """Where and how a model's output may reach a clinician; applied by the guardrail pipeline."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    hooks: tuple[str, ...] = Field(min_length=1)
-    applicability: tuple[ApplicabilityRule, ...] = ()
-    confidence_floor: float = Field(ge=0, le=1)
-    confidence_threshold: float = Field(ge=0, le=1)
-    max_cards: int = Field(ge=1)
-    override_suppression_hours: int = Field(ge=0)
-    risk_tier: Literal["low", "moderate", "high"] = "moderate"
-
-
-class MeasuredPerformance(BaseModel):
-    """Written only by ``countersign eval``: figures, the exact data they came from, and how to redo it."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    dataset: str = Field(min_length=1)
-    dataset_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    cohort_size: int = Field(gt=0)
-    seed: int
-    evaluated_on: date
-    command: str = Field(min_length=1)
-    measures: tuple[Measure, ...] = Field(min_length=1)
-    subgroups: tuple[Measure, ...] = ()
-    calibration: tuple[CalibrationBand, ...] = ()
 
 
 class ModelCard(BaseModel):

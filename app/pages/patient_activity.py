@@ -14,12 +14,12 @@ from datetime import datetime
 
 from sqlmodel import Session, select
 
-from app.audit.delivery import CARD_SET, DECISION, decision_key
-from app.audit.outbox import DEAD, DELIVERED, OutboxMessage
+from app.audit.outbox import CARD_SET, DEAD, DECISION, DELIVERED, OutboxMessage
 from app.audit.outcome_summary import summarize
 from app.audit.tables import CardDecision, CardSet, IssuedCard
 from app.db import as_utc
 from app.review.tables import ReviewDecision
+from app.writeback.delivery import decision_key
 
 
 @dataclass(frozen=True)

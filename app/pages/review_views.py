@@ -7,7 +7,9 @@ after a signature.
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 from sqlmodel import Session
@@ -18,6 +20,7 @@ from smart_launch.session import current_session, require_role, session_ended, s
 
 log = logging.getLogger(__name__)
 REVIEWERS = ("clinician", "cmio")
+CARD_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 MAX_SOURCES = 40
 FOREIGN_FORM = "This form did not come from Countersign: reload the page."
 OTHER_PATIENT = "This draft is about another patient than the one open in your EHR; nothing was recorded."
@@ -51,7 +54,7 @@ def sign_review(card_uuid: str):
     except ReviewRefused as error:
         return _page(draft, error=str(error), status=error.status)
     log.info("held draft on card %s signed", card_uuid)
-    return redirect(url_for("smart_launch.review", card_uuid=card_uuid), 303)
+    return redirect(url_for("pages.review", card_uuid=card_uuid), 303)
 
 
 @require_role(*REVIEWERS)
@@ -70,7 +73,7 @@ def reject_review(card_uuid: str):
     except ReviewRefused as error:
         return _page(draft, error=str(error), status=error.status)
     log.info("held draft on card %s rejected", card_uuid)
-    return redirect(url_for("smart_launch.review", card_uuid=card_uuid), 303)
+    return redirect(url_for("pages.review", card_uuid=card_uuid), 303)
 
 
 def _checked(card_uuid: str):
@@ -123,3 +126,16 @@ def _page(draft: HeldDraft, *, error: str | None = None, status: int = 200):
         reasons=REJECTION_REASONS,
         error=error,
     ), status
+
+
+def review_card(app_context: object) -> str | None:
+    """The card to review when the EHR's ``appContext`` (a JSON string) asks for one, else None."""
+    if isinstance(app_context, str):
+        try:
+            app_context = json.loads(app_context)
+        except ValueError:
+            return None
+    if not isinstance(app_context, dict) or app_context.get("review") is not True:
+        return None
+    card = app_context.get("card")
+    return card if isinstance(card, str) and CARD_UUID.match(card) else None

@@ -9,14 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from pathlib import Path
-from typing import Literal
 
 import orjson
 import requests
-from pydantic import BaseModel, model_validator
 
-from app.audit.backend_services import DEFAULT_SCOPE, BackendServicesToken, TokenError
+from app.settings import WriteBackServer
+from app.writeback.backend_services import TokenError, token_source
 
 FHIR_JSON = "application/fhir+json"
 #: Statuses that say the server did not take the request (overloaded, down, timed out, gateway).
@@ -24,42 +22,6 @@ NOT_TAKEN = frozenset({408, 429, 502, 503, 504})
 #: Client errors worth another try: 409 is what HAPI FHIR answers when two transactions conditionally
 #: create the same resource at once; sent again, the conditional create matches the one that won.
 RETRIED_CLIENT_ERRORS = frozenset({408, 409, 429})
-
-
-class WriteBackServer(BaseModel):
-    """A FHIR server Countersign writes to, keyed by its base URL, with the credentials to use."""
-
-    base_url: str
-    auth: Literal["none", "bearer", "backend-services"] = "none"
-    token: str | None = None
-    client_id: str | None = None
-    token_url: str | None = None
-    private_key_path: Path | None = None
-    kid: str | None = None
-    algorithm: Literal["RS384", "ES384"] = "RS384"
-    scope: str = DEFAULT_SCOPE
-
-    @model_validator(mode="after")
-    def _credentials_complete(self) -> WriteBackServer:
-        if self.auth == "bearer" and not self.token:
-            raise ValueError(f"{self.base_url}: bearer auth needs a token")
-        needed = (self.client_id, self.token_url, self.private_key_path, self.kid)
-        if self.auth == "backend-services" and not all(needed):
-            raise ValueError(
-                f"{self.base_url}: backend-services needs client_id, token_url, private_key_path, kid"
-            )
-        return self
-
-    def token_source(self) -> BackendServicesToken | None:
-        if self.auth != "backend-services":
-            return None
-        return BackendServicesToken(
-            self.client_id, self.token_url, self.private_key_path, self.kid, self.algorithm, self.scope
-        )
-
-    @property
-    def key(self) -> str:
-        return self.base_url.rstrip("/")
 
 
 class DeliveryError(Exception):
@@ -104,7 +66,7 @@ class FhirWriter:
     session: requests.Session = field(default_factory=requests.Session)
 
     def __post_init__(self) -> None:
-        self.tokens = self.server.token_source()
+        self.tokens = token_source(self.server)
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": FHIR_JSON, "Content-Type": FHIR_JSON}

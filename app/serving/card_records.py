@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 
 from app.audit.tables import CardDecision, CardSet, IssuedCard
 from app.db import utcnow
-from app.registry import ModelCard
+from app.governance.model_card import ModelCard
 from cds_hooks.advice import AdviceSet
 from cds_hooks.backend import HookCall, UnknownCards, UnknownSuggestions
 from cds_hooks.cards import RenderedCard

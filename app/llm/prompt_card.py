@@ -18,7 +18,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from app.validated_files import InvalidFile, load_validated
+from app.files.validated import InvalidFile, load_validated
 from fhir_profiles.prompt_card import input_prompt_document
 
 PROMPTS_DIRECTORY = Path(__file__).parent / "prompt_cards"

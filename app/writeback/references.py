@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from app.audit.fhir_writer import FhirWriter
-from app.audit.transaction_bundle import references
+from app.writeback.fhir_writer import FhirWriter
+from app.writeback.transaction_bundle import references
 from fhir_profiles.common import URI
 
 ID = r"[A-Za-z0-9\-.]{1,64}"

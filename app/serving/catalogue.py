@@ -12,8 +12,8 @@ from app.engines.medication_safety import EGFR_LOINC, MedicationSafetyEngine, lo
 from app.engines.problem_list_gaps import ProblemListGapsEngine
 from app.engines.problem_list_knowledge import load_problem_list_knowledge
 from app.engines.readmission_lace import ReadmissionLaceEngine
-from app.prompt_cards import load_prompt_cards
-from app.registry import ModelCard
+from app.governance.model_card import ModelCard
+from app.llm.prompt_card import load_prompt_cards
 from app.settings import Settings
 from cds_hooks.advice import CardSource
 from cds_hooks.discovery import ServiceDescriptor

@@ -16,21 +16,9 @@ from pathlib import Path
 import jwt
 import requests
 
+from app.settings import DEFAULT_SCOPE, WriteBackServer
+
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-DEFAULT_SCOPE = " ".join(
-    f"system/{resource}.{permissions}"
-    for resource, permissions in (
-        ("Device", "crs"),
-        ("GuidanceResponse", "crs"),
-        ("RequestGroup", "crs"),
-        ("Provenance", "crs"),
-        ("AuditEvent", "crs"),
-        ("Task", "crs"),
-        ("MedicationRequest", "rs"),
-        ("ServiceRequest", "rs"),
-        ("Condition", "rs"),
-    )
-)
 RENEW_BEFORE_SECONDS = 30
 
 
@@ -94,3 +82,17 @@ class BackendServicesToken:
         if str(body.get("token_type", "")).lower() != "bearer" or not body.get("access_token"):
             raise TokenError("token endpoint answered without a bearer access_token")
         return body["access_token"], time.time() + float(body.get("expires_in", 300))
+
+
+def token_source(server: WriteBackServer) -> BackendServicesToken | None:
+    """The token source for a server configured with SMART Backend Services, else None."""
+    if server.auth != "backend-services":
+        return None
+    return BackendServicesToken(
+        server.client_id,
+        server.token_url,
+        server.private_key_path,
+        server.kid,
+        server.algorithm,
+        server.scope,
+    )

@@ -17,10 +17,9 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.db import DATABASE_KEY
+from app.files.validated import InvalidFile
+from app.governance.model_card import MODEL_CARDS_KEY, load_model_cards
 from app.migrate import is_current
-from app.registry import load_model_cards
-from app.validated_files import InvalidFile
-from smart_launch.blueprint import MODEL_CARDS_KEY
 
 log = logging.getLogger(__name__)
 bp = Blueprint("health", __name__)

@@ -6,11 +6,11 @@ from __future__ import annotations
 from flask import Blueprint, render_template
 from sqlmodel import Session
 
-from app.patient_activity import CardActivity, patient_cards
+from app.pages.patient_activity import CardActivity, patient_cards
+from app.pages.safety_views import REPORTERS
 from fhir_profiles.common import DELIVERY_TAG_SYSTEM
 from smart_launch.fhir import SessionEnded, search
 from smart_launch.roles import ROLES
-from smart_launch.safety_views import REPORTERS
 from smart_launch.session import current_session, require_role, session_ended, smart_config
 
 SEARCH_COUNT = "50"

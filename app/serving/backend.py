@@ -8,22 +8,22 @@ from datetime import timedelta
 from sqlalchemy import Engine
 
 from app.audit import ledger, outbox
-from app.audit.card_records import (
+from app.audit.outbox import CARD_SET, DECISION
+from app.db import retrying, transaction, utcnow
+from app.engines.base import PatientData
+from app.governance.guardrails import GovernedAdvice, apply_guardrails
+from app.governance.lifecycle import current_status
+from app.governance.policy import outside_intended_use
+from app.observability import metrics
+from app.serving.card_records import (
     CardSetRecord,
     add_decisions,
     card_set_entry,
     decision_entry,
     recent_override_rules,
 )
-from app.audit.delivery import CARD_SET, DECISION
-from app.db import retrying, transaction, utcnow
-from app.engines.base import PatientData
-from app.governance.applicability import outside_intended_use
-from app.governance.guardrails import GovernedAdvice, apply_guardrails
-from app.governance.lifecycle import current_status
-from app.observability import metrics
-from app.replay_guard import DatabaseReplayGuard
-from app.services import GovernedService
+from app.serving.catalogue import GovernedService
+from app.serving.replay_guard import DatabaseReplayGuard
 from app.settings import Settings
 from cds_hooks.advice import AdviceSet
 from cds_hooks.auth import VerifiedClient

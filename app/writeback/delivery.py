@@ -14,15 +14,15 @@ from pydantic import ValidationError
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from app.audit.fhir_writer import DeliveryError, FhirWriter
-from app.audit.references import KnownReferences
+from app.audit.outbox import CARD_SET, DECISION, SAFETY_EVENT, SIGNED_REVIEW
 from app.audit.tables import CardDecision, CardSet, IssuedCard
-from app.audit.transaction_bundle import TransactionBundle
 from app.governance.lifecycle import ModelChange
-from app.registry import ModelCard
-from app.review.checkpoint import SIGNED_REVIEW
+from app.governance.model_card import ModelCard
 from app.review.tables import ReviewDecision
-from app.safety.events import SAFETY_EVENT, SafetyEvent
+from app.safety.events import SafetyEvent
+from app.writeback.fhir_writer import DeliveryError, FhirWriter
+from app.writeback.references import KnownReferences
+from app.writeback.transaction_bundle import TransactionBundle
 from fhir_profiles.ai_output import CardSetFacts, ai_output_provenance, guidance_response, request_group
 from fhir_profiles.audit_events import (
     hook_call_audit_event,
@@ -47,8 +47,6 @@ from fhir_profiles.device import (
 from fhir_profiles.safety_report import SafetyReport, adverse_event
 from fhir_profiles.security_labels import URI_IDENTIFIER_SYSTEM
 from fhir_profiles.signed_document import SignedDraft, signed_document, signed_document_provenance
-
-CARD_SET, DECISION, MODEL_CHANGE = "card-set", "decision", "model-change"
 
 
 @dataclass(frozen=True)
@@ -241,8 +239,8 @@ class Deliverer:
                 step = f"{key}.{suggestion['uuid'][:8]}.{index}"
                 written = bundle.add(provenance, f"{step}.provenance")
                 audit = write_back_audit_event(
-                facts.patient_id, written, facts.user_id, decided.decided_at, facts.service_ref
-            )
+                    facts.patient_id, written, facts.user_id, decided.decided_at, facts.service_ref
+                )
                 bundle.add(audit, f"{step}.audit-event")
 
 

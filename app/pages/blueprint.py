@@ -1,0 +1,102 @@
+"""The app's pages under ``/app``: model catalogue, model card (with change control), audit trail;
+the safety dashboard, patient AI activity and review pages register from their own modules.
+
+Every page declares who may see it; the SMART launch that signs users in is ``smart_launch``'s.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from flask import Blueprint, abort, current_app, g, render_template, request, url_for
+
+from app.audit.ledger import verify_database
+from app.audit.trail import TrailFilter, entries, kinds
+from app.governance.lifecycle import current_status
+from app.governance.model_card import MODEL_CARDS_KEY
+from app.governance.model_card_text import attribute_rows, figure
+from app.pages import patient_views, review_views, safety_views
+from smart_launch.config import URL_PREFIX
+from smart_launch.fhir import SessionEnded, read
+from smart_launch.roles import GOVERNORS, ROLES
+from smart_launch.session import current_session, require_role, smart_config
+
+bp = Blueprint("pages", __name__, url_prefix=URL_PREFIX, template_folder="templates")
+AUDIT_READERS = ("auditor", "cmio", "safety-officer")
+safety_views.register(bp)
+patient_views.register(bp)
+review_views.register(bp)
+
+
+def landing(context: dict) -> str:
+    """Where a user lands after sign-in: the draft the EHR asked to review, else the catalogue."""
+    card = review_views.review_card(context.get("appContext"))
+    return url_for("pages.review", card_uuid=card) if card else url_for("pages.catalogue")
+
+
+def _banner() -> dict | None:
+    """Patient banner for an EHR launch, unless the EHR said it shows one itself."""
+    row = current_session()
+    if row is None or row.context.get("launch") != "ehr" or row.context.get("need_patient_banner") is False:
+        return None
+    patient_id = row.context.get("patient")
+    if not patient_id:
+        return {"missing": True}
+    try:
+        patient = read(smart_config(), row, f"Patient/{patient_id}")
+    except SessionEnded:
+        g.smart_session = None
+        return None
+    return {"missing": False, "patient": patient or {}}
+
+
+@bp.get("/")
+@require_role(*ROLES)
+def catalogue() -> str:
+    cards = current_app.extensions[MODEL_CARDS_KEY].values()
+    with smart_config().engine.connect() as connection:
+        models = [(card, current_status(connection, card)) for card in cards]
+    return render_template("catalogue.html", models=models, banner=_banner())
+
+
+@bp.get("/models/<model_id>")
+def model_card(model_id: str) -> str:
+    """Public: HTI-1 source attributes are disclosure for every user; change control needs a role."""
+    card = current_app.extensions[MODEL_CARDS_KEY].get(model_id)
+    if card is None:
+        abort(404)
+    row = current_session()
+    with smart_config().engine.connect() as connection:
+        status = current_status(connection, card)
+    return render_template(
+        "model_card.html",
+        card=card,
+        status=status,
+        attributes=attribute_rows(card),
+        figure=figure,
+        can_change=bool(row and row.role in GOVERNORS),
+    )
+
+
+@bp.get("/audit")
+@require_role(*AUDIT_READERS)
+def audit_trail() -> str:
+    trail_filter = TrailFilter(
+        kind=request.args.get("kind") or None,
+        since=_date(request.args.get("since")),
+        until=_date(request.args.get("until")),
+    )
+    with smart_config().engine.connect() as connection:
+        verification = verify_database(connection)
+        rows = entries(connection, trail_filter)
+        all_kinds = kinds(connection)
+    return render_template(
+        "audit.html", rows=rows, kinds=all_kinds, verification=verification, trail_filter=trail_filter
+    )
+
+
+def _date(value: str | None) -> date | None:
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        return None

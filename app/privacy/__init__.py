@@ -1,0 +1,1 @@
+"""De-identification: what leaves Countersign for a language model carries no direct identifier."""
