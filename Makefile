@@ -7,9 +7,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
-NODE_STAMP := fhir_test_server/node_modules/.installed
+NODE_STAMP := sandbox/fhir_servers/node/node_modules/.installed
 HAPI_PORT ?= 8090
-HAPI_JAR := hapi_server/target/countersign-hapi.jar
+HAPI_JAR := sandbox/fhir_servers/hapi/target/countersign-hapi.jar
 HAPI_JAVA_OPTS ?= -Xmx512m -XX:+UseSerialGC -XX:TieredStopAtLevel=1
 
 .PHONY: demo test lint bench install
@@ -27,8 +27,8 @@ $(TEST_STAMP): $(PY_STAMP)
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-$(NODE_STAMP): fhir_test_server/package.json fhir_test_server/package-lock.json
-	npm ci --prefix fhir_test_server --no-audit --no-fund
+$(NODE_STAMP): sandbox/fhir_servers/node/package.json sandbox/fhir_servers/node/package-lock.json
+	npm ci --prefix sandbox/fhir_servers/node --no-audit --no-fund
 	touch $@
 
 demo: install
@@ -39,7 +39,7 @@ lint: $(TEST_STAMP)
 	$(BIN)/lint-imports
 
 test: install $(TEST_STAMP) lint $(HAPI_JAR)
-	npm test --prefix fhir_test_server
+	npm test --prefix sandbox/fhir_servers/node
 	$(BIN)/python -m pytest
 
 bench: install
@@ -47,7 +47,7 @@ bench: install
 	$(BIN)/python -m bench.phases --append docs/PERFORMANCE.md
 	$(BIN)/python -m bench.outbox --append docs/PERFORMANCE.md
 
-# HAPI FHIR JPA server (hapi_server/, Java 17 + Maven) for tests, CI and the demo; see hapi_server/README.md.
+# HAPI FHIR JPA server (sandbox/fhir_servers/hapi/, Java 17 + Maven) for tests, CI and the demo; see sandbox/fhir_servers/hapi/README.md.
 # `make hapi` builds the jar once (again only when pom.xml or a source changes) and serves FHIR R4 on
 # http://127.0.0.1:$(HAPI_PORT)/fhir until Ctrl-C; other targets depend on $(HAPI_JAR) or hapi-build.
 
@@ -55,8 +55,8 @@ bench: install
 
 hapi-build: $(HAPI_JAR)
 
-$(HAPI_JAR): hapi_server/pom.xml $(shell find hapi_server/src -type f)
-	cd hapi_server && mvn -q -B package -DskipTests
+$(HAPI_JAR): sandbox/fhir_servers/hapi/pom.xml $(shell find sandbox/fhir_servers/hapi/src -type f)
+	cd sandbox/fhir_servers/hapi && mvn -q -B package -DskipTests
 	touch $@
 
 hapi: $(HAPI_JAR)

@@ -13,10 +13,13 @@ from app import observability
 from app.db import DATABASE_KEY, INSTANCE_DIR, create_db_engine, default_database_url
 from app.governance.model_card import MODEL_CARDS_KEY, load_model_cards
 from app.pages import blueprint as pages
+from app.security import sign_in_audit
+from app.security.data_keys import data_sealer
+from app.security.signing_key import signing_key
 from app.serving.backend import GovernedBackend
 from app.serving.catalogue import build_catalogue
 from app.settings import Settings
-from app.web import api, hardening, health, openapi, rate_limit
+from app.web import api, hardening, health, jwks, openapi, rate_limit
 from app.web.json_provider import OrjsonProvider
 from app.writeback.worker import outbox_worker
 from cds_hooks.auth import ClientAuthenticator, KeySetCache
@@ -45,9 +48,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     hardening.init_app(app, settings, smart_config.frame_ancestors())
     cds_hooks.init_app(app, _cds_hooks_config(settings, backend))
     smart_launch.init_app(app, smart_config)
+    sign_in_audit.init_app(app)
     app.register_blueprint(pages.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(api.bp)
+    jwks.init_app(app, signing_key(settings), [key.jwk for key in settings.smart_client_keys])
     openapi.init_app(app, settings.base_url)
     worker = outbox_worker(settings, engine, models)
     app.extensions[WORKER_KEY] = worker
@@ -62,11 +67,13 @@ def _smart_config(settings: Settings, engine: Engine) -> smart_launch.SmartConfi
         ehrs=settings.smart_ehrs,
         public_base_url=settings.base_url,
         landing=pages.landing,
+        sealer=data_sealer(settings),
         standalone_iss=settings.smart_standalone_iss,
         allow_http_loopback=settings.smart_allow_http_loopback,
         session_seconds=settings.smart_session_seconds,
         timeout=settings.fhir_timeout_seconds,
         discovery_cache_seconds=settings.smart_discovery_cache_seconds,
+        client_keys=settings.smart_client_keys,
     )
 
 

@@ -27,7 +27,12 @@ from app.llm.prompt_card import recorded_and_actual_hash
 from app.migrate import StaleSchema, require_current, upgrade
 from app.safety.dashboard import safety_summary
 from app.safety.events import CATEGORIES, SEVERITIES, ReportRefused, report_safety_event
+from app.security.data_keys import data_sealer
+from app.security.keys_cli import keys_group
+from app.security.sessions_cli import sessions_group
+from app.security.signing_key import signing_key
 from app.settings import Settings
+from app.writeback.provenance_cli import provenance_group
 from app.wsgi_server import DEFAULT_THREADS, default_workers, serve
 
 
@@ -107,7 +112,10 @@ def serve_command(bind: str, workers: int, threads: int, migrate: bool) -> None:
     """Run the service under gunicorn (put a TLS-terminating proxy in front in production).
 
     Refuses to start on a database whose schema is not current (see `countersign db upgrade`)."""
-    prepare_schema(Settings().database_url or default_database_url(), migrate)
+    settings = Settings()
+    data_sealer(settings)  # refuse here, not in each worker
+    signing_key(settings)
+    prepare_schema(settings.database_url or default_database_url(), migrate)
     serve(create_app, bind, workers, threads)
 
 
@@ -147,6 +155,9 @@ def worker_command(once: bool, migrate: bool) -> None:
 
 
 main.add_command(outbox_group)
+main.add_command(keys_group)
+main.add_command(sessions_group)
+main.add_command(provenance_group)
 
 
 @main.group("model")

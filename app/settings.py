@@ -10,11 +10,13 @@ import json
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AfterValidator, BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cds_hooks.auth import TrustedClient
-from smart_launch.tenants import SmartEhr
+from smart_launch.client_auth import ClientKey, key_for
+from smart_launch.sealing import KEY_BYTES, decode_key
+from smart_launch.tenants import PRIVATE_KEY_JWT, SmartEhr
 
 #: An origin a CSP ``frame-ancestors`` may name: scheme, host (``*.`` subdomains allowed), port.
 ORIGIN = r"^https?://(\*\.)?[A-Za-z0-9.-]+(:\d{1,5})?$"
@@ -35,6 +37,21 @@ DEFAULT_SCOPE = " ".join(
         ("Condition", "rs"),
     )
 )
+
+
+def _data_key(key: SecretStr) -> SecretStr:
+    try:
+        decode_key(key.get_secret_value())
+    except ValueError:
+        raise ValueError(
+            f"COUNTERSIGN_DATA_KEYS: each key must be {KEY_BYTES} random bytes in base64url "
+            "(`countersign keys generate` prints one)"
+        ) from None
+    return key
+
+
+#: A key that seals secrets at rest, kept as the operator wrote it and masked in every error.
+DataKey = Annotated[SecretStr, AfterValidator(_data_key)]
 
 
 class WriteBackServer(BaseModel):
@@ -69,7 +86,8 @@ class WriteBackServer(BaseModel):
 class Settings(BaseSettings):
     """Every knob of the service; see the README's configuration table."""
 
-    model_config = SettingsConfigDict(env_prefix="COUNTERSIGN_", extra="ignore")
+    # Settings hold secrets: an error names the variable, never echoes the value it was given.
+    model_config = SettingsConfigDict(env_prefix="COUNTERSIGN_", extra="ignore", hide_input_in_errors=True)
 
     database_url: str = ""
     public_base_url: str = "http://localhost:8000"
@@ -100,6 +118,7 @@ class Settings(BaseSettings):
     smart_allow_http_loopback: bool = False
     smart_session_seconds: int = 8 * 3600
     smart_discovery_cache_seconds: int = 300
+    smart_client_keys: list[ClientKey] = Field(default_factory=list)
     max_json_depth: int = Field(default=64, ge=2)
     rate_limit_per_minute: int = Field(default=6000, ge=0)
     rate_limit_burst: int = Field(default=200, ge=1)
@@ -113,6 +132,29 @@ class Settings(BaseSettings):
     llm_breaker_failures: int = Field(default=3, ge=1)
     llm_breaker_reset_seconds: float = Field(default=30.0, gt=0)
     deidentify_secret: SecretStr = SecretStr("")
+    metrics_token: SecretStr = SecretStr("")
+    data_keys: Annotated[list[DataKey], NoDecode] = Field(default_factory=list)
+    signing_key_path: Path | None = None
+    signing_key_id: str | None = Field(default=None, min_length=1)
+
+    @field_validator("data_keys", mode="before")
+    @classmethod
+    def _split_data_keys(cls, value: object) -> object:
+        """Comma-separated, first key first; each one masked before it is checked, so that a
+        validation error cannot print it."""
+        if isinstance(value, str):
+            value = [part for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            return [SecretStr(item.strip()) if isinstance(item, str) else item for item in value]
+        return value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _metrics_token_long_enough(cls, token: SecretStr) -> SecretStr:
+        """Unset disables ``/metrics``; a short token would be guessable."""
+        if 0 < len(token.get_secret_value()) < MIN_SECRET_LENGTH:
+            raise ValueError(f"COUNTERSIGN_METRICS_TOKEN must be at least {MIN_SECRET_LENGTH} characters")
+        return token
 
     @model_validator(mode="after")
     def _load_trusted_clients_file(self) -> Settings:
@@ -131,6 +173,19 @@ class Settings(BaseSettings):
                 f"COUNTERSIGN_DEIDENTIFY_SECRET (at least {MIN_SECRET_LENGTH} characters) must be set "
                 "when COUNTERSIGN_LLM_URL is"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _private_key_jwt_has_a_key(self) -> Settings:
+        """An EHR entry set to private_key_jwt without its signing key could never sign anyone in."""
+        for ehr in self.smart_ehrs:
+            signs = ehr.token_endpoint_auth_method == PRIVATE_KEY_JWT
+            if signs and key_for(self.smart_client_keys, ehr) is None:
+                missing = f"no key {ehr.client_kid!r}" if ehr.client_kid else "no key"
+                raise ValueError(
+                    f"COUNTERSIGN_SMART_EHRS: {ehr.iss} uses private_key_jwt, but "
+                    f"COUNTERSIGN_SMART_CLIENT_KEYS has {missing}"
+                )
         return self
 
     def writeback_target(self, fhir_server: str | None) -> str | None:

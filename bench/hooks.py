@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import platform
+import secrets
 import sys
 import tempfile
 import time
@@ -19,46 +20,54 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import jwt
 import requests
-from cryptography.hazmat.primitives.asymmetric import rsa
+from joserfc import jwt
+from joserfc.jwk import RSAKey
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.migrate import upgrade
+from app.security.signing_key import ensure_signing_key
 from app.wsgi_server import DEFAULT_THREADS as THREADS
 from app.wsgi_server import default_workers
 from bench.load import LoadResult, run_load
 from bench.servers import free_port, gunicorn
 from bench.workload import observations, order_sign
+from smart_launch.sealing import generate_key
 
 ISSUER = "https://bench-ehr.example"
 KID = "bench-rs384"
 SERVICE_PATH = "/cds-services/medication-safety"
+#: What the benchmark's scrape presents to ``/metrics`` (``COUNTERSIGN_METRICS_TOKEN``).
+METRICS_TOKEN = secrets.token_urlsafe(24)
 
 
 @dataclass(frozen=True)
 class Signer:
-    key: rsa.RSAPrivateKey
+    key: RSAKey
 
     def headers(self, audience: str) -> dict[str, str]:
         now = int(time.time())
         claims = {"iss": ISSUER, "aud": audience, "iat": now, "exp": now + 600, "jti": str(uuid.uuid4())}
-        token = jwt.encode(claims, self.key, algorithm="RS384", headers={"kid": KID, "typ": "JWT"})
+        header = {"alg": "RS384", "kid": KID, "typ": "JWT"}
+        token = jwt.encode(header, claims, self.key, algorithms=["RS384"])
         return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
     def jwks(self) -> dict:
-        jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.key.public_key()))
-        return {"keys": [jwk | {"kid": KID, "alg": "RS384"}]}
+        return {"keys": [self.key.as_dict(private=False, kid=KID, alg="RS384")]}
 
 
 def countersign_environment(database_url: str, base_url: str, signer: Signer, metrics_dir: Path) -> dict:
-    """Countersign as benchmarked: this signer trusted, metrics and the JSON access log on, no rate limit."""
+    """Countersign as benchmarked: this signer trusted, metrics and the JSON access log on, no rate
+    limit; a throw-away Provenance signing key beside the metrics directory."""
     return {
         "COUNTERSIGN_DATABASE_URL": database_url,
         "COUNTERSIGN_PUBLIC_BASE_URL": base_url,
         "COUNTERSIGN_TRUSTED_CLIENTS": json.dumps([{"iss": ISSUER, "jwks": signer.jwks()}]),
         "COUNTERSIGN_LOG_LEVEL": "INFO",
         "COUNTERSIGN_RATE_LIMIT_PER_MINUTE": str(10**9),
+        "COUNTERSIGN_DATA_KEYS": generate_key(),
+        "COUNTERSIGN_SIGNING_KEY_PATH": str(ensure_signing_key(metrics_dir.parent / "signing-key.pem")),
+        "COUNTERSIGN_METRICS_TOKEN": METRICS_TOKEN,
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
     }
 
@@ -92,7 +101,7 @@ def main() -> None:
     parser.add_argument("--write", type=Path, help="write the markdown report to this file")
     args = parser.parse_args()
     scale = 0.2 if args.quick else 1.0
-    signer = Signer(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    signer = Signer(RSAKey.generate_key(2048))
     workers = default_workers()
     with tempfile.TemporaryDirectory() as scratch:
         database_url = f"sqlite:///{Path(scratch) / 'bench.db'}"
@@ -120,7 +129,8 @@ def main() -> None:
 
 def _observability_section(base_url: str, log: Path) -> list[str]:
     """Proof that the figures were taken with metrics and logging on."""
-    scraped = requests.get(base_url + "/metrics", timeout=10).text
+    scrape = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+    scraped = requests.get(base_url + "/metrics", headers=scrape, timeout=10).text
     counted = sum(
         sample.value
         for family in text_string_to_metric_families(scraped)

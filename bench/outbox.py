@@ -14,7 +14,6 @@ HAPI's validator on its first writes).
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import threading
 import time
@@ -24,19 +23,21 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import jwt
-from cryptography.hazmat.primitives.asymmetric import ec
+from joserfc import jwt
+from joserfc.jwk import ECKey
 from sqlmodel import Session, func, select
 
 from app import DATABASE_KEY, WORKER_KEY, create_app
 from app.audit.outbox import DEAD, DELIVERED, OutboxMessage
 from app.governance.model_card import load_model_cards
 from app.migrate import upgrade
+from app.security.signing_key import ensure_signing_key
 from app.settings import Settings, WriteBackServer
 from app.writeback.worker import outbox_worker
 from cds_hooks.auth import TrustedClient
 from sandbox.fhir_test_server import FhirTestServer
 from sandbox.hapi_server import HapiServer
+from smart_launch.sealing import generate_key
 from tests.builders import full_prefetch, medication_request, order_sign_request
 
 RESOURCES_PER_MESSAGE = 5
@@ -63,7 +64,7 @@ def record_responses(app, key, count: int, fhir_base: str) -> None:
     for index in range(count):
         now = int(time.time())
         claims = {"iss": ISSUER, "aud": audience, "iat": now, "exp": now + 300, "jti": str(uuid.uuid4())}
-        token = jwt.encode(claims, key, algorithm="ES384", headers={"kid": "k", "typ": "JWT"})
+        token = jwt.encode({"alg": "ES384", "kid": "k", "typ": "JWT"}, claims, key, algorithms=["ES384"])
         body = order_sign_request([medication_request(f"d{index}")], full_prefetch(), fhirServer=fhir_base)
         response = client.post(
             "/cds-services/medication-safety", json=body, headers={"Authorization": f"Bearer {token}"}
@@ -111,6 +112,8 @@ def measure(kind: str, key, jwk: dict, args: argparse.Namespace) -> Drained:
             outbox_in_process=False,
             log_level="WARNING",
             rate_limit_per_minute=10**9,
+            data_keys=[generate_key()],
+            signing_key_path=ensure_signing_key(Path(scratch) / "signing-key.pem"),
         )
         app = create_app(settings)
         workers = [
@@ -184,8 +187,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=0, help="untimed messages delivered first")
     parser.add_argument("--append", type=Path, help="append the markdown result to this report")
     args = parser.parse_args()
-    key = ec.generate_private_key(ec.SECP384R1())
-    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key())) | {"kid": "k"}
+    key = ECKey.generate_key("P-384")
+    jwk = key.as_dict(private=False, kid="k")
     kinds = list(SERVERS) if args.fhir == "both" else [args.fhir]
     results = [measure(kind, key, jwk, args) for kind in kinds]
     if kinds == ["embedded"] and not args.warmup:

@@ -23,8 +23,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask
+from joserfc.jwk import RSAKey
 
 import app.serving.backend
 import app.web.hardening
@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000, help="timed calls (default 2000)")
     parser.add_argument("--append", type=Path, help="append the markdown table to this file")
     args = parser.parse_args()
-    signer = Signer(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    signer = Signer(RSAKey.generate_key(2048))
     with tempfile.TemporaryDirectory() as scratch:
         application = _application(Path(scratch), signer)
         calls = [_environ(signer) for _ in range(WARM_UP + args.calls)]

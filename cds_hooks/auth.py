@@ -18,15 +18,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import jwt
 import orjson
 import requests
-from jwt.algorithms import get_default_algorithms
+from joserfc.errors import JoseError
+from joserfc.jwk import JWKRegistry, Key
+from joserfc.jws import JWSRegistry
 from pydantic import BaseModel, Field, HttpUrl, model_validator
 
 log = logging.getLogger(__name__)
 
-ALGORITHMS = {name: get_default_algorithms()[name] for name in ("ES384", "RS384", "ES256", "RS256")}
+ALGORITHMS = ("ES384", "RS384", "ES256", "RS256")
+SIGNATURES = JWSRegistry(algorithms=ALGORITHMS)
+KEY_TYPES = ("EC", "RSA")  # the only key types the allowed algorithms use
 REQUIRED_CLAIMS = ("iss", "aud", "exp", "iat", "jti")
 TIME_CLAIMS = ("exp", "iat", "nbf")
 BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
@@ -80,10 +83,10 @@ class KeySetCache:
     timeout: float
     cache_seconds: float
     refresh_min_interval: float
-    _entries: dict[str, tuple[float, dict[str, jwt.PyJWK]]] = field(default_factory=dict)
+    _entries: dict[str, tuple[float, dict[str, Key]]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def keys(self, url: str, *, refresh: bool = False) -> dict[str, jwt.PyJWK]:
+    def keys(self, url: str, *, refresh: bool = False) -> dict[str, Key]:
         with self._lock:
             fetched_at, keys = self._entries.get(url, (None, {}))
             now = time.monotonic()
@@ -95,7 +98,7 @@ class KeySetCache:
                 self._entries[url] = (now, keys)
             return keys
 
-    def _fetch(self, url: str) -> dict[str, jwt.PyJWK]:
+    def _fetch(self, url: str) -> dict[str, Key]:
         try:
             response = requests.get(url, timeout=self.timeout)
             response.raise_for_status()
@@ -105,15 +108,15 @@ class KeySetCache:
             return {}
 
 
-def parse_key_set(jwks: Any) -> dict[str, jwt.PyJWK]:
-    """Usable signing keys by ``kid``; keys without a kid or of an unknown type are skipped."""
-    keys: dict[str, jwt.PyJWK] = {}
+def parse_key_set(jwks: Any) -> dict[str, Key]:
+    """Usable signing keys by ``kid``; keys without a kid, malformed or of another type are skipped."""
+    keys: dict[str, Key] = {}
     for entry in jwks.get("keys", []) if isinstance(jwks, dict) else []:
-        if not isinstance(entry, dict) or "kid" not in entry:
+        if not isinstance(entry, dict) or "kid" not in entry or entry.get("kty") not in KEY_TYPES:
             continue
         try:
-            keys[entry["kid"]] = jwt.PyJWK(entry)
-        except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError):
+            keys[entry["kid"]] = JWKRegistry.import_key(entry)
+        except (JoseError, ValueError, TypeError):
             continue
     return keys
 
@@ -146,7 +149,7 @@ class ClientAuthenticator:
         expires_at = datetime.fromtimestamp(claims["exp"], UTC)
         return VerifiedClient(client.iss, str(claims["jti"]), claims.get("tenant"), expires_at)
 
-    def _signing_key(self, client: TrustedClient, header: dict) -> Any:
+    def _signing_key(self, client: TrustedClient, header: dict) -> Key:
         jku = header.get("jku")
         if jku is not None and jku not in client.allowed_jku():
             raise AuthenticationError("jku-not-allowlisted")
@@ -160,7 +163,7 @@ class ClientAuthenticator:
             keys = self.key_sets.keys(url, refresh=True)
         if kid not in keys:
             raise AuthenticationError("unknown-kid")
-        return keys[kid].key
+        return keys[kid]
 
     def _checked_claims(self, claims: dict, audience: str) -> dict:
         """RFC 7519 §4.1 checks on a verified token, each with its own cause."""
@@ -186,7 +189,7 @@ class ClientAuthenticator:
 @dataclass(frozen=True)
 class CompactToken:
     """A JWS in compact serialisation, decoded once: the header and claims pick the issuer and key
-    and are trusted only after ``signed_by`` (PyJWT's algorithms do the cryptography)."""
+    and are trusted only after ``signed_by`` (joserfc's algorithms do the cryptography)."""
 
     header: dict
     claims: dict
@@ -213,11 +216,13 @@ class CompactToken:
         signing_input = f"{segments[0]}.{segments[1]}".encode()
         return cls(header, claims, signing_input, _base64url(segments[2]))
 
-    def signed_by(self, key: Any) -> bool:
-        """The header's algorithm, never the key's: a key of the wrong type simply fails."""
+    def signed_by(self, key: Key) -> bool:
+        """The header's algorithm, never the key's: a key of another type, curve or use fails."""
         try:
-            return ALGORITHMS[self.header["alg"]].verify(self.signing_input, key, self.signature)
-        except (TypeError, ValueError, AttributeError, jwt.PyJWTError):
+            algorithm = SIGNATURES.get_alg(self.header["alg"])
+            algorithm.check_key(key)
+            return algorithm.verify(self.signing_input, self.signature, key)
+        except (JoseError, TypeError, ValueError):
             return False
 
 

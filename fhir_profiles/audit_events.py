@@ -1,11 +1,12 @@
 """AuditEvents shaped on IHE BALP and the local profiles of reference §1(e).
 
-Minimal by design: references and hashes, never clinical content.
+Minimal by design: references and hashes, never clinical content, never a token.
 """
 
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
 from datetime import datetime
 
 import orjson
@@ -14,18 +15,26 @@ from fhir.resources.R4B.auditevent import AuditEvent
 from fhir_profiles.ai_output import CardSetFacts
 from fhir_profiles.common import (
     AI_ROLE,
+    CANONICAL,
     DCM,
     GOVERNANCE_EVENT_SYSTEM,
     PROFILE_CDS_CALL_AUDIT,
     PROFILE_SERVICE_READ_AUDIT,
+    PROFILE_USER_AUTHENTICATION_AUDIT,
     PROFILE_WRITE_BACK_AUDIT,
     TERMINOLOGY,
     TREAT,
+    URI,
     audit_entity,
     instant,
     patient_entity,
     validated,
 )
+
+BALP_AGENT_TYPES = "https://profiles.ihe.net/ITI/BALP/CodeSystem/UserAgentTypes"
+SESSION_SYSTEM = f"{CANONICAL}/NamingSystem/smart-session"
+#: DICOM event type codes of a User Authentication (DCM 110114) event.
+AUTHENTICATION_SUBTYPES = {"login": ("110122", "Login"), "logout": ("110123", "Logout")}
 
 
 def _dcm(code: str, display: str) -> dict:
@@ -220,3 +229,77 @@ def service_read_audit_event(facts: CardSetFacts, prefetch_key: str) -> dict:
             ],
         },
     )
+
+
+@dataclass(frozen=True)
+class Authentication:
+    """A sign-in to or sign-out from the SMART app as recorded: ``reason`` is a refused sign-in's
+    class or why a session ended; ``session`` a prefix of the session key, never a token."""
+
+    action: str
+    occurred_at: datetime
+    app_ref: str
+    refused: bool = False
+    reason: str | None = None
+    user_ref: str | None = None
+    role: str | None = None
+    ehr: str | None = None
+    session: str | None = None
+
+
+def user_authentication_audit_event(auth: Authentication) -> dict:
+    """DICOM/ATNA User Authentication (DCM 110114, Login 110122 / Logout 110123, action E), with
+    BALP's agent types for an OAuth user and authorization server; a refused sign-in is outcome 4."""
+    code, display = AUTHENTICATION_SUBTYPES[auth.action]
+    event = {
+        "resourceType": "AuditEvent",
+        "meta": {"profile": [PROFILE_USER_AUTHENTICATION_AUDIT]},
+        "type": _dcm("110114", "User Authentication"),
+        "subtype": [_dcm(code, display)],
+        "action": "E",
+        "recorded": instant(auth.occurred_at),
+        "outcome": "4" if auth.refused else "0",
+        "agent": _authentication_agents(auth),
+        "source": _source(auth.app_ref),
+    }
+    if auth.refused:
+        event["outcomeDesc"] = auth.reason
+    if auth.session:
+        event["entity"] = [_session_entity(auth.session, None if auth.refused else auth.reason)]
+    return validated(AuditEvent, event)
+
+
+def _authentication_agents(auth: Authentication) -> list[dict]:
+    """The user (when known), Countersign's app, and the EHR that authenticated the user."""
+    agents = [
+        {
+            "type": {"coding": [_dcm("110150", "Application")]},
+            "who": {"reference": auth.app_ref},
+            "requestor": False,
+        }
+    ]
+    if auth.user_ref:
+        user = {
+            "type": {"coding": [{"system": BALP_AGENT_TYPES, "code": "UserOauthAgent"}]},
+            "who": {"reference": auth.user_ref},
+            "requestor": True,
+        }
+        agents.insert(0, user | ({"role": [{"text": auth.role}]} if auth.role else {}))
+    if auth.ehr:
+        agents.append(
+            {
+                "type": {"coding": [{"system": BALP_AGENT_TYPES, "code": "AuthzOauthService"}]},
+                "who": {"identifier": {"system": URI, "value": auth.ehr}},
+                "requestor": False,
+                "network": {"address": auth.ehr, "type": "5"},
+            }
+        )
+    return agents
+
+
+def _session_entity(session: str, reason: str | None) -> dict:
+    entity = {
+        "what": {"identifier": {"system": SESSION_SYSTEM, "value": session}},
+        **audit_entity("2", "System Object", "13", "Security Resource"),
+    }
+    return entity | ({"detail": [{"type": "reason", "valueString": reason}]} if reason else {})

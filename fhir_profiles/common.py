@@ -19,6 +19,7 @@ PROFILE_WRITE_BACK_AUDIT = f"{CANONICAL}/StructureDefinition/ai-write-back-audit
 PROFILE_OVERRIDE_TASK = f"{CANONICAL}/StructureDefinition/ai-override-task"
 PROFILE_SERVICE_READ_AUDIT = f"{CANONICAL}/StructureDefinition/ai-service-read-audit"
 PROFILE_CHANGE_CONTROL_AUDIT = f"{CANONICAL}/StructureDefinition/ai-change-control-audit"
+PROFILE_USER_AUTHENTICATION_AUDIT = f"{CANONICAL}/StructureDefinition/user-authentication-audit"
 GOVERNANCE_EVENT_SYSTEM = f"{CANONICAL}/CodeSystem/ai-governance-event"
 DELIVERY_TAG_SYSTEM = f"{CANONICAL}/CodeSystem/delivery-key"
 URI = "urn:ietf:rfc:3986"

@@ -12,9 +12,11 @@ from fhir_profiles.common import CANONICAL, PROFILE_AI_DEVICE, validated
 MODEL_VERSION_SYSTEM = f"{CANONICAL}/NamingSystem/model-version"
 SERVICE_SYSTEM = f"{CANONICAL}/NamingSystem/service"
 CDS_SERVICE, GOVERNANCE_SERVICE = "countersign-cds-service", "countersign-governance"
+SMART_APP = "countersign-smart-app"
 SERVICE_NAMES = {
     CDS_SERVICE: "Countersign CDS Hooks service",
     GOVERNANCE_SERVICE: "Countersign governance service",
+    SMART_APP: "Countersign SMART app",
 }
 
 

@@ -1,6 +1,8 @@
 """A held AI draft after a clinician edited and signed it: the final DocumentReference and its
 AI-Provenance (reference §1(c), example 2.8): the AI Device is the author, the clinician verifier
-and attester, with a Verification Signature.
+and attester. The clinician signs by the sign-off Countersign records, not with a key of their own,
+so the Provenance's only ``signature`` is Countersign's, added as it is written
+(``fhir_profiles.signature``).
 """
 
 from __future__ import annotations
@@ -21,12 +23,6 @@ from fhir_profiles.common import (
     participant,
     validated,
 )
-
-VERIFICATION_SIGNATURE = {
-    "system": "urn:iso-astm:E1762-95:2013",
-    "code": "1.2.840.10065.1.12.1.5",
-    "display": "Verification Signature",
-}
 
 
 @dataclass(frozen=True)
@@ -89,14 +85,6 @@ def signed_document_provenance(draft: SignedDraft, document_ref: str) -> dict:
             "entity": [
                 {"role": "derivation", "what": {"reference": draft.request_group_ref}},
                 *({"role": "source", "what": {"reference": ref}} for ref in sources),
-            ],
-            "signature": [
-                {
-                    "type": [dict(VERIFICATION_SIGNATURE)],
-                    "when": instant(draft.signed_at),
-                    "who": signer,
-                    "targetFormat": "application/fhir+json",
-                }
             ],
         },
     )

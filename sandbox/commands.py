@@ -10,6 +10,7 @@ from app.db import INSTANCE_DIR
 from sandbox.demo import FHIR_CHOICES, run_demo
 from sandbox.demo_client import client_token, ensure_key
 from sandbox.mock_ehr_auth.runner import run_mock_ehr
+from smart_launch.tenants import TokenEndpointAuthMethod
 
 
 @click.command("demo")
@@ -26,12 +27,25 @@ from sandbox.mock_ehr_auth.runner import run_mock_ehr
     help="FHIR server to run: the embedded test server, or HAPI FHIR (build it first: make hapi-build).",
 )
 @click.option("--fhir-url", help="Use a FHIR R4 server you already run (open, no authentication) instead.")
+@click.option(
+    "--smart-client-auth",
+    type=click.Choice(["private_key_jwt", "client_secret_basic"]),
+    default="private_key_jwt",
+    show_default=True,
+    help="How Countersign authenticates at the mock EHR's token endpoint.",
+)
 def demo_command(
-    host: str, port: int, ehr_port: int, auth_port: int, fhir_choice: str, fhir_url: str | None
+    host: str,
+    port: int,
+    ehr_port: int,
+    auth_port: int,
+    fhir_choice: str,
+    fhir_url: str | None,
+    smart_client_auth: TokenEndpointAuthMethod,
 ) -> None:
     """Run the product on embedded defaults: FHIR test server with synthetic patients, the sandbox
     EHR as a trusted CDS client and SMART EHR, and Countersign writing back to the same FHIR server."""
-    run_demo(host, port, ehr_port, auth_port, fhir_choice, fhir_url)
+    run_demo(host, port, ehr_port, auth_port, fhir_choice, fhir_url, smart_client_auth)
 
 
 @click.command("mock-ehr")

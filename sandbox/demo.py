@@ -17,14 +17,18 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager as ContextManager
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import click
 import requests
+from pydantic import SecretStr
 
 from app import create_app
 from app.db import INSTANCE_DIR, default_database_url
 from app.migrate import upgrade
+from app.security.signing_key import ensure_signing_key, write_private
 from app.settings import Settings, WriteBackServer
+from app.web.jwks import JWKS_PATH
 from app.wsgi_server import DEFAULT_THREADS, default_workers, serve
 from cds_hooks.auth import TrustedClient
 from sandbox import demo_smart
@@ -35,9 +39,12 @@ from sandbox.ehr.synthetic.loader import load_cohort
 from sandbox.fhir_test_server import FhirTestServer
 from sandbox.hapi_server import HapiServer, unavailable_reason
 from sandbox.server_process import ServerProcess
-from smart_launch.tenants import SmartEhr
+from smart_launch.sealing import generate_key
+from smart_launch.tenants import SmartEhr, TokenEndpointAuthMethod
 
 STEPS = 7
+DATA_KEY_FILE = "data-key"
+SIGNING_KEY_FILE = "provenance-signing-key.pem"
 QUIET_GUNICORN = {"loglevel": "warning"}
 
 
@@ -55,6 +62,7 @@ def run_demo(
     auth_port: int,
     fhir_choice: str = "embedded",
     fhir_url: str | None = None,
+    smart_auth: TokenEndpointAuthMethod = "private_key_jwt",
 ) -> None:
     base_url = f"http://{other_loopback_name(host)}:{port}"
     ehr_url = f"http://{host}:{ehr_port}"
@@ -78,11 +86,14 @@ def run_demo(
             with _sandbox_ehr(host, ehr_port, fhir.base_url, f"{base_url}/cds-services", launcher):
                 click.echo(f"      sandbox EHR: {ehr_url}/   JWKS: {ehr_url}/.well-known/jwks.json")
                 _step(6, "trusting the sandbox EHR (CDS client, SMART EHR); write-back to the FHIR server")
-                smart_ehr = demo_smart.smart_ehr(auth_url, secret, ehr_url)
+                smart_ehr = demo_smart.smart_ehr(auth_url, secret, ehr_url, smart_auth)
+                click.echo(f"      SMART client auth: {smart_auth}  (our JWKS: {base_url}{JWKS_PATH})")
                 settings = _settings(environment, base_url, database_url, fhir.base_url, ehr_url, smart_ehr)
                 _step(7, "starting Countersign")
                 click.echo(f"      CDS discovery: {base_url}/cds-services  (needs a signed JWT)")
                 click.echo(f"      SMART app: {base_url}/app/  (launch it from a chart's Countersign button)")
+                token = settings.metrics_token.get_secret_value()
+                click.echo(f"      metrics: curl -H 'Authorization: Bearer {token}' {base_url}/metrics")
                 click.echo(f"Open the sandbox EHR: {ehr_url}/  (Ctrl-C stops everything)")
                 serve(
                     lambda: create_app(settings),
@@ -146,9 +157,23 @@ def _settings(
             "writeback_default_server": environment.writeback_default_server or fhir_url,
             "outbox_in_process": True,
             "smart_ehrs": [*environment.smart_ehrs, smart_ehr],
+            "smart_client_keys": [*environment.smart_client_keys, demo_smart.client_key(INSTANCE_DIR)],
             "smart_allow_http_loopback": True,
+            "data_keys": environment.data_keys or [demo_data_key(INSTANCE_DIR)],
+            "signing_key_path": environment.signing_key_path
+            or ensure_signing_key(INSTANCE_DIR / SIGNING_KEY_FILE),
+            "metrics_token": environment.metrics_token or SecretStr(secrets.token_urlsafe(24)),
         }
     )
+
+
+def demo_data_key(directory: Path) -> SecretStr:
+    """The demo's data key, made once and kept (mode 0600) so that a restarted demo still opens the
+    sessions it sealed."""
+    path = directory / DATA_KEY_FILE
+    if not path.exists():
+        write_private(path, generate_key().encode())
+    return SecretStr(path.read_text().strip())
 
 
 def _mock_ehr(host: str, port: int, fhir_url: str, app_url: str, secret: str) -> ContextManager[None]:

@@ -6,15 +6,14 @@ authenticated hook calls without disabling authentication.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from pathlib import Path
 
-import jwt
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from joserfc import jwt
+from joserfc.jwk import ECKey
 
+from app.security.signing_key import ensure_signing_key
 from cds_hooks.auth import TrustedClient
 
 DEMO_ISSUER = "https://demo-ehr.countersign.local"
@@ -23,24 +22,12 @@ DEMO_KID = "demo-ehr-es384"
 
 def ensure_key(directory: Path, filename: str = "demo-client-es384.pem") -> Path:
     """Create a client's private key once; later runs reuse it so issued tokens stay valid."""
-    path = directory / filename
-    if not path.exists():
-        directory.mkdir(parents=True, exist_ok=True)
-        key = ec.generate_private_key(ec.SECP384R1())
-        pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        path.write_bytes(pem)
-        path.chmod(0o600)
-    return path
+    return ensure_signing_key(directory / filename)
 
 
 def public_jwks(key_path: Path, kid: str = DEMO_KID) -> dict:
-    private_key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(private_key.public_key()))
-    return {"keys": [jwk | {"kid": kid, "alg": "ES384", "use": "sig"}]}
+    key = ECKey.import_key(key_path.read_bytes())
+    return {"keys": [key.as_dict(private=False, kid=kid, alg="ES384", use="sig")]}
 
 
 def trusted_client(key_path: Path) -> TrustedClient:
@@ -59,5 +46,5 @@ def client_token(
         "exp": now + lifetime,
         "jti": str(uuid.uuid4()),
     }
-    headers = {"kid": kid, "typ": "JWT"}
-    return jwt.encode(claims, key_path.read_bytes(), algorithm="ES384", headers=headers)
+    header = {"alg": "ES384", "kid": kid, "typ": "JWT"}
+    return jwt.encode(header, claims, ECKey.import_key(key_path.read_bytes()), algorithms=["ES384"])

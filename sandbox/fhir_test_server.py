@@ -1,4 +1,4 @@
-"""Launcher of the bundled FHIR R4 test server (Node, ``fhir_test_server/``) for tests and the demo."""
+"""Launcher of the bundled FHIR R4 test server (Node, ``fhir_servers/node/``) for tests and the demo."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sandbox.server_process import ServerProcess
 
-SERVER_DIR = Path(__file__).resolve().parent.parent / "fhir_test_server"
+SERVER_DIR = Path(__file__).resolve().parent / "fhir_servers" / "node"
 EXTERNAL_URL_VARIABLE = "COUNTERSIGN_TEST_FHIR_BASE_URL"
 
 
@@ -18,7 +18,7 @@ def external_base_url() -> str | None:
 
 
 class FhirTestServer(ServerProcess):
-    """Runs ``node fhir_test_server/server.mjs`` on loopback (a free port unless given) until stopped."""
+    """Runs ``node fhir_servers/node/server.mjs`` on loopback (a free port unless given) until stopped."""
 
     ready_prefix = "FHIR test server listening on "
     name = "FHIR test server"

@@ -1,4 +1,4 @@
-"""Launcher of the HAPI FHIR JPA server (``hapi_server/``, Java 17) for the demo and the tests.
+"""Launcher of the HAPI FHIR JPA server (``sandbox/fhir_servers/hapi/``, Java 17) for the demo and the tests.
 
 It validates every write against R4 and against the StructureDefinitions Countersign claims
 (``fhir_profiles/structure_definitions``), and enforces referential integrity as HAPI does by
@@ -14,7 +14,7 @@ from pathlib import Path
 from fhir_profiles.profiles import DIRECTORY as PROFILES_DIRECTORY
 from sandbox.server_process import ServerProcess
 
-JAR = Path(__file__).resolve().parent.parent / "hapi_server" / "target" / "countersign-hapi.jar"
+JAR = Path(__file__).resolve().parent / "fhir_servers" / "hapi" / "target" / "countersign-hapi.jar"
 # A modest heap on a 2-core machine: serial GC, C1 only (quicker start). HAPI_JAVA_OPTS overrides.
 DEFAULT_JAVA_OPTIONS = "-Xmx512m -XX:+UseSerialGC -XX:TieredStopAtLevel=1"
 

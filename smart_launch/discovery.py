@@ -31,6 +31,8 @@ class SmartConfiguration:
     issuer: str
     jwks_uri: str | None
     revocation_endpoint: str | None
+    token_endpoint_auth_methods: tuple[str, ...] = ()
+    token_endpoint_auth_signing_algs: tuple[str, ...] = ()
 
 
 class DiscoveryCache:
@@ -74,6 +76,10 @@ class DiscoveryCache:
             issuer=document.get("issuer") or iss,
             jwks_uri=self._endpoint(iss, document.get("jwks_uri")),
             revocation_endpoint=self._endpoint(iss, document.get("revocation_endpoint")),
+            token_endpoint_auth_methods=_strings(document.get("token_endpoint_auth_methods_supported")),
+            token_endpoint_auth_signing_algs=_strings(
+                document.get("token_endpoint_auth_signing_alg_values_supported")
+            ),
         )
 
     def _endpoint(self, iss: str, value: object) -> str | None:
@@ -83,3 +89,8 @@ class DiscoveryCache:
         if normalize_iss(absolute.split("?", 1)[0], allow_http=self.allow_http) is None:
             raise DiscoveryError("SMART configuration names an endpoint that is not https")
         return absolute
+
+
+def _strings(value: object) -> tuple[str, ...]:
+    """A list of names from the document; anything else counts as not listed."""
+    return tuple(item for item in value if isinstance(item, str)) if isinstance(value, list) else ()

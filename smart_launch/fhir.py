@@ -9,7 +9,7 @@ import re
 
 import requests
 
-from smart_launch import store
+from smart_launch import sign_out
 from smart_launch.config import SmartConfig
 from smart_launch.refresh import ensure_active
 from smart_launch.store import SmartSession
@@ -57,5 +57,5 @@ def _get(config: SmartConfig, row: SmartSession, path: str, params: dict[str, st
         if refreshed is None:
             break
         row = refreshed
-    store.end_session(config.engine, row.id)
+    sign_out.end(config, row, sign_out.EHR_ENDED)
     raise SessionEnded

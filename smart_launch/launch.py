@@ -3,7 +3,8 @@
 Order of checks on launch: ``iss`` on the allowlist, ``launch`` present, then a fresh session and a
 pending authorization (state, PKCE verifier, nonce) stored server-side; only then discovery. The
 callback accepts a state only once, only from the session that started it, and lands on a clean
-URL so ``code`` and ``state`` leave the address bar.
+URL so ``code`` and ``state`` leave the address bar. Sign-ins, refused ones (with a reason class)
+and sign-outs are announced on ``smart_launch.signals`` for the host's audit.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from __future__ import annotations
 import logging
 import secrets
 
-from flask import Blueprint, Response, redirect, render_template, request, url_for
+from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
 
-from smart_launch import store
+from smart_launch import sign_out, signals, store
+from smart_launch.client_auth import unsupported
 from smart_launch.discovery import DiscoveryError
 from smart_launch.id_token import IdTokenError, fetch_key_set, validate_id_token
 from smart_launch.oauth import TokenError, authorization_url, exchange_code, new_code_verifier, new_state
@@ -39,6 +41,15 @@ CONTEXT_FIELDS = (
     "appContext",
 )
 RELAUNCH = "This sign-in could not be completed. Launch Countersign again from your EHR."
+CLIENT_AUTH_REFUSED = (
+    "The EHR does not accept the way Countersign is set up to sign in there (private_key_jwt). "
+    "Ask your administrator to check Countersign's registration with this EHR."
+)
+REFUSAL_REASONS: dict[type[Exception], str] = {
+    DiscoveryError: "discovery-failed",
+    TokenError: "token-exchange-failed",
+    IdTokenError: "id-token-invalid",
+}
 
 
 def register(bp: Blueprint) -> None:
@@ -78,11 +89,12 @@ def _begin(ehr: SmartEhr, launch_id: str | None, *, embedded: bool) -> Response:
     config = smart_config()
     previous = browser_session()
     if previous is not None:
-        store.end_session(config.engine, previous.id)  # a relaunch never inherits the old context
+        sign_out.end(config, previous, sign_out.RELAUNCH)  # a relaunch never inherits the old context
     cookie, row = store.new_session(config.engine, config.session_seconds, embedded=embedded)
     state = new_state()
     store.add_pending(
         config.engine,
+        config.sealer,
         PendingAuthorization(
             state=state,
             session_id=row.id,
@@ -103,7 +115,7 @@ def authorize():
     """Send the browser to the EHR; if the launch cookie did not come back, offer a new window."""
     config = smart_config()
     state = request.args.get("state", "")
-    pending = store.pending_for_start(config.engine, state)
+    pending = store.pending_for_start(config.engine, config.sealer, state)
     if pending is None:
         return _problem(400, RELAUNCH)
     row, cookie = browser_session(), None
@@ -121,6 +133,13 @@ def authorize():
     except DiscoveryError as error:
         log.warning("SMART discovery failed: %s", error)
         return _problem(502, "The EHR's sign-in service could not be reached. Try again later.")
+    refusal = unsupported(ehr, config.client_key(ehr), discovered)
+    if refusal is not None:
+        log.error(
+            "SMART launch refused: the EHR's configuration refuses our private_key_jwt",
+            extra={"iss": ehr.key, "cause": refusal},
+        )
+        return _problem(502, CLIENT_AUTH_REFUSED)
     if not store.mark_started(config.engine, state, row.id):
         return _problem(400, RELAUNCH)
     response = redirect(
@@ -144,33 +163,42 @@ def callback():
     config = smart_config()
     row, state = browser_session(), request.args.get("state")
     if row is None or not state:
-        return _problem(400, RELAUNCH)
-    pending = store.consume_pending(config.engine, state, row.id)
+        return _refused("state-mismatch", None, 400, RELAUNCH)
+    pending = store.consume_pending(config.engine, config.sealer, state, row.id)
     if pending is None:
         log.warning("SMART callback refused: unknown, reused, expired or foreign state")
-        return _problem(400, RELAUNCH)
+        return _refused("state-mismatch", None, 400, RELAUNCH)
     if "error" in request.args:
         description = request.args.get("error_description") or request.args["error"]
-        return _problem(403, f"The EHR did not authorise Countersign: {description}")
+        return _refused(
+            "authorization-denied", pending.iss, 403, f"The EHR did not authorise Countersign: {description}"
+        )
     codes = request.args.getlist("code")
     ehr = config.ehr(pending.iss)
     if len(codes) != 1 or ehr is None:
-        return _problem(400, RELAUNCH)
+        return _refused("callback-malformed", pending.iss, 400, RELAUNCH)
     try:
         discovered = config.discovery.get(ehr.key)
         token = exchange_code(
             ehr,
             discovered,
+            key=config.client_key(ehr),
             code=codes[0],
             code_verifier=pending.code_verifier,
             redirect_uri=config.redirect_uri,
             timeout=config.timeout,
         )
         claims = _identity(ehr, discovered, token, pending.nonce)
-    except (DiscoveryError, TokenError, IdTokenError) as error:
+    except tuple(REFUSAL_REASONS) as error:
         log.warning("SMART sign-in failed: %s", error)
-        return _problem(403, RELAUNCH)
+        return _refused(REFUSAL_REASONS[type(error)], ehr.key, 403, RELAUNCH)
     return _signed_in(row, pending, ehr, token, claims)
+
+
+def _refused(reason: str, iss: str | None, status: int, message: str) -> tuple[str, int]:
+    """Report the refusal by its class only: never the code, the state or a token."""
+    signals.sign_in_refused.send(current_app._get_current_object(), iss=iss, reason=reason)
+    return _problem(status, message)
 
 
 def _identity(ehr: SmartEhr, discovered, token: dict, nonce: str) -> dict:
@@ -200,7 +228,14 @@ def _signed_in(
     row.context = {name: token[name] for name in CONTEXT_FIELDS if name in token} | {
         "launch": "ehr" if pending.launch is not None else "standalone"
     }
-    store.save_session(config.engine, row)
+    store.save_session(config.engine, config.sealer, row)
+    signals.signed_in.send(
+        current_app._get_current_object(),
+        iss=row.iss,
+        user=row.fhir_user,
+        role=row.role,
+        session=sign_out.label(row.id),
+    )
     landing = config.landing(row.context)
     response = redirect(landing, 303)
     set_session_cookie(response, cookie, embedded=pending.embedded)
@@ -213,7 +248,7 @@ def logout():
     if row is not None:
         if request.form.get("csrf_token") != row.csrf_token:
             return _problem(403, "This sign-out request did not come from Countersign.")
-        store.end_session(smart_config().engine, row.id)
+        sign_out.end(smart_config(), row, sign_out.SIGN_OUT)
     response = Response(render_template("signed_out.html"))
     clear_session_cookie(response, embedded=embedded)
     return response

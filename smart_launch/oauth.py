@@ -1,4 +1,6 @@
-"""The OAuth 2.0 legs of SMART App Launch with Authlib's client: authorize URL, code exchange, refresh.
+"""The OAuth 2.0 legs of SMART App Launch with Authlib's client: authorize URL, code exchange, refresh,
+revocation (RFC 7009); at the token and revocation endpoints the client authenticates as its EHR
+entry says (``client_secret_basic``, ``private_key_jwt``, or a public client's ``none``).
 
 PKCE S256 is always sent, whatever discovery says; ``aud`` is always the allowlisted ``iss``;
 ``scope`` is never sent on refresh (meaning "what was granted"), so a narrowed grant still refreshes.
@@ -13,8 +15,9 @@ from authlib.integrations.requests_client import OAuth2Session
 from authlib.oauth2.rfc6749.errors import OAuth2Error
 from requests import RequestException
 
+from smart_launch.client_auth import ClientKey, SmartPrivateKeyJWT
 from smart_launch.discovery import SmartConfiguration
-from smart_launch.tenants import SmartEhr
+from smart_launch.tenants import PRIVATE_KEY_JWT, SmartEhr
 
 
 class TokenError(Exception):
@@ -32,14 +35,34 @@ def new_code_verifier() -> str:
 
 
 def _client(ehr: SmartEhr, redirect_uri: str, timeout: float) -> OAuth2Session:
+    method = _auth_method(ehr)
     client = OAuth2Session(
         client_id=ehr.client_id,
         client_secret=ehr.client_secret,
-        token_endpoint_auth_method="client_secret_basic" if ehr.client_secret else "none",
+        token_endpoint_auth_method=method,
+        revocation_endpoint_auth_method=method,
         redirect_uri=redirect_uri,
         code_challenge_method="S256",
     )
     client.timeout = timeout
+    return client
+
+
+def _auth_method(ehr: SmartEhr) -> str:
+    if ehr.token_endpoint_auth_method == PRIVATE_KEY_JWT:
+        return PRIVATE_KEY_JWT
+    return "client_secret_basic" if ehr.client_secret else "none"
+
+
+def _authenticated(
+    ehr: SmartEhr, config: SmartConfiguration, key: ClientKey | None, redirect_uri: str, timeout: float
+) -> OAuth2Session:
+    """The client for the token and revocation endpoints: the one place that signs assertions."""
+    client = _client(ehr, redirect_uri, timeout)
+    if ehr.token_endpoint_auth_method == PRIVATE_KEY_JWT:
+        if key is None:
+            raise TokenError("private_key_jwt is configured without a client key")
+        client.register_client_auth_method(SmartPrivateKeyJWT(key.jwk, config.token_endpoint))
     return client
 
 
@@ -72,12 +95,13 @@ def exchange_code(
     ehr: SmartEhr,
     config: SmartConfiguration,
     *,
+    key: ClientKey | None,
     code: str,
     code_verifier: str,
     redirect_uri: str,
     timeout: float,
 ) -> dict:
-    with _client(ehr, redirect_uri, timeout) as client:
+    with _authenticated(ehr, config, key, redirect_uri, timeout) as client:
         return _checked(
             lambda: client.fetch_token(
                 config.token_endpoint, code=code, code_verifier=code_verifier, timeout=timeout
@@ -85,11 +109,35 @@ def exchange_code(
         )
 
 
-def refresh(ehr: SmartEhr, config: SmartConfiguration, *, refresh_token: str, timeout: float) -> dict:
-    with _client(ehr, "", timeout) as client:
+def refresh(
+    ehr: SmartEhr, config: SmartConfiguration, *, key: ClientKey | None, refresh_token: str, timeout: float
+) -> dict:
+    with _authenticated(ehr, config, key, "", timeout) as client:
         return _checked(
             lambda: client.refresh_token(config.token_endpoint, refresh_token=refresh_token, timeout=timeout)
         )
+
+
+def revoke(
+    ehr: SmartEhr, config: SmartConfiguration, *, key: ClientKey | None, refresh_token: str, timeout: float
+) -> None:
+    """Ask the EHR to revoke a refresh token, if it lists a revocation endpoint, authenticated as at
+    the token endpoint; RFC 7009 answers 200 even for a token it no longer knows, so anything else is
+    a failure."""
+    if not config.revocation_endpoint:
+        return
+    with _authenticated(ehr, config, key, "", timeout) as client:
+        try:
+            response = client.revoke_token(
+                config.revocation_endpoint,
+                token=refresh_token,
+                token_type_hint="refresh_token",
+                timeout=timeout,
+            )
+        except RequestException as error:
+            raise TokenError(f"revocation endpoint unreachable ({type(error).__name__})") from None
+    if response.status_code != 200:
+        raise TokenError(f"revocation refused: HTTP {response.status_code}")
 
 
 def _checked(request) -> dict:

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import or_, update
 
-from smart_launch import store
+from smart_launch import sign_out, store
 from smart_launch.config import SmartConfig
 from smart_launch.discovery import DiscoveryError
 from smart_launch.oauth import TokenError, refresh
@@ -42,7 +42,7 @@ def ensure_active(config: SmartConfig, row: SmartSession, *, force: bool = False
     if not force and not needs_refresh(row):
         return row
     if not row.refresh_token:
-        store.end_session(config.engine, row.id)
+        sign_out.end(config, row, sign_out.EHR_ENDED)
         return None
     if _take_lease(config, row):
         return _refresh(config, row)
@@ -50,13 +50,16 @@ def ensure_active(config: SmartConfig, row: SmartSession, *, force: bool = False
 
 
 def _take_lease(config: SmartConfig, row: SmartSession) -> bool:
+    sealed = store.sealed_refresh_token(config.engine, config.sealer, row)
+    if sealed is None:
+        return False
     now = store.utcnow()
     with config.engine.begin() as connection:
         taken = connection.execute(
             update(SmartSession)
             .where(
                 SmartSession.id == row.id,
-                SmartSession.refresh_token == row.refresh_token,
+                SmartSession.refresh_token == sealed,
                 or_(SmartSession.refresh_lease_until.is_(None), SmartSession.refresh_lease_until < now),
             )
             .values(refresh_lease_until=now + timedelta(seconds=LEASE_SECONDS))
@@ -70,18 +73,22 @@ def _refresh(config: SmartConfig, row: SmartSession) -> SmartSession | None:
         if ehr is None:
             raise TokenError("the session's EHR is no longer configured")
         token = refresh(
-            ehr, config.discovery.get(ehr.key), refresh_token=row.refresh_token or "", timeout=config.timeout
+            ehr,
+            config.discovery.get(ehr.key),
+            key=config.client_key(ehr),
+            refresh_token=row.refresh_token or "",
+            timeout=config.timeout,
         )
     except (TokenError, DiscoveryError) as error:
         log.info("SMART refresh failed, session ended: %s", error)
-        store.end_session(config.engine, row.id)
+        sign_out.end(config, row, sign_out.EHR_ENDED)
         return None
     row.access_token = token["access_token"]
     row.refresh_token = token.get("refresh_token") or row.refresh_token
     row.token_expires_at = token_expiry(token)
     row.scope = token.get("scope") or row.scope
     row.refresh_lease_until = None
-    store.save_session(config.engine, row)
+    store.save_session(config.engine, config.sealer, row)
     return row
 
 
@@ -91,7 +98,7 @@ def _wait_for_other_refresh(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         time.sleep(0.05)
-        current = store.load_session_by_id(config.engine, row.id)
+        current = store.load_session_by_id(config.engine, config.sealer, row.id)
         if current is None:
             return None
         if current.refresh_token != row.refresh_token or not needs_refresh(current):

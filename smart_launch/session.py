@@ -15,7 +15,7 @@ from typing import TypeVar
 from flask import Response, current_app, g, jsonify, render_template, request
 
 from fhir_profiles.operation_outcome import operation_outcome
-from smart_launch import store
+from smart_launch import sign_out, store
 from smart_launch.config import EXTENSION_KEY, SmartConfig
 from smart_launch.refresh import ensure_active
 from smart_launch.store import SmartSession
@@ -54,8 +54,16 @@ def clear_session_cookie(response: Response, *, embedded: bool) -> None:
 
 
 def browser_session() -> SmartSession | None:
-    """The session the cookie names (authenticated or not), if it exists and has not expired."""
-    return store.load_session(smart_config().engine, request.cookies.get(COOKIE_NAME))
+    """The session the cookie names (authenticated or not), if it exists and has not expired; an
+    expired one is ended when its browser comes back (``countersign sessions end --expired`` ends
+    those that never do)."""
+    config, cookie = smart_config(), request.cookies.get(COOKIE_NAME)
+    row = store.load_session(config.engine, config.sealer, cookie)
+    if row is None and cookie:
+        expired = store.load_session_by_id(config.engine, config.sealer, store.session_key(cookie))
+        if expired is not None:
+            sign_out.end(config, expired, sign_out.EXPIRED)
+    return row
 
 
 def current_session() -> SmartSession | None:

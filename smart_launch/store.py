@@ -1,18 +1,27 @@
 """Server-side SMART state: browser sessions (with their tokens) and pending authorizations.
 
 The browser only ever holds an opaque random session id; rows are keyed by its SHA-256, so a
-copy of the database does not hand out live sessions. Tokens never leave this table.
+copy of the database does not hand out live sessions. Tokens never leave this table, and are
+sealed there (``SEALED``): in memory a row holds them in the clear, in the database only sealed,
+each bound to its row. A session whose tokens no configured key opens is ended (the user relaunches).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import JSON, Column, DateTime, Engine, delete, select, update
 from sqlmodel import Field, Session, SQLModel
 
+from smart_launch.sealing import Sealer, Unsealable
+
+log = logging.getLogger(__name__)
+Row = TypeVar("Row", bound=SQLModel)
 PENDING_TTL = timedelta(minutes=10)
 
 
@@ -59,6 +68,59 @@ class PendingAuthorization(SQLModel, table=True):
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
+@dataclass(frozen=True)
+class SealedColumn:
+    """A column that holds a secret; its associated data names the table, the column and the row."""
+
+    table: type[SQLModel]
+    key: str
+    name: str
+
+    def aad(self, key: str) -> str:
+        return f"{self.table.__tablename__}.{self.name}.{key}"
+
+
+REFRESH_TOKEN = SealedColumn(SmartSession, "id", "refresh_token")
+SEALED = (
+    SealedColumn(SmartSession, "id", "access_token"),
+    REFRESH_TOKEN,
+    SealedColumn(PendingAuthorization, "state", "code_verifier"),
+)
+
+
+def _sealed_columns(row: SQLModel) -> list[SealedColumn]:
+    return [column for column in SEALED if isinstance(row, column.table)]
+
+
+def _opened(row: Row, sealer: Sealer) -> Row:
+    """Open ``row``'s secrets in place (a detached row); raises Unsealable."""
+    for column in _sealed_columns(row):
+        value = getattr(row, column.name)
+        if value is not None:
+            setattr(row, column.name, sealer.open(value, column.aad(getattr(row, column.key))))
+    return row
+
+
+def _write(engine: Engine, row: SQLModel, sealer: Sealer) -> None:
+    """Insert or update ``row`` with its secrets sealed; ``row`` itself keeps them in the clear."""
+    with Session(engine, expire_on_commit=False) as session:
+        stored = session.merge(row)
+        for column in _sealed_columns(row):
+            value = getattr(row, column.name)
+            sealed = None if value is None else sealer.seal(value, column.aad(getattr(row, column.key)))
+            setattr(stored, column.name, sealed)
+        session.commit()
+
+
+def _open_session(engine: Engine, sealer: Sealer, row: SmartSession) -> SmartSession | None:
+    try:
+        return _opened(row, sealer)
+    except Unsealable:
+        log.warning("SMART session ended: no configured data key opens its stored tokens")
+        end_session(engine, row.id)
+        return None
+
+
 def session_key(cookie_value: str) -> str:
     return hashlib.sha256(cookie_value.encode()).hexdigest()
 
@@ -80,47 +142,67 @@ def new_session(engine: Engine, lifetime_seconds: int, *, embedded: bool) -> tup
     return cookie, row
 
 
-def load_session(engine: Engine, cookie_value: str | None) -> SmartSession | None:
+def load_session(engine: Engine, sealer: Sealer, cookie_value: str | None) -> SmartSession | None:
     if not cookie_value:
         return None
     with Session(engine, expire_on_commit=False) as session:
         row = session.get(SmartSession, session_key(cookie_value))
     if row is None or aware(row.expires_at) <= utcnow():
         return None
-    return row
+    return _open_session(engine, sealer, row)
 
 
-def load_session_by_id(engine: Engine, session_id: str) -> SmartSession | None:
+def load_session_by_id(engine: Engine, sealer: Sealer, session_id: str) -> SmartSession | None:
     with Session(engine, expire_on_commit=False) as session:
-        return session.get(SmartSession, session_id)
+        row = session.get(SmartSession, session_id)
+    return None if row is None else _open_session(engine, sealer, row)
 
 
-def save_session(engine: Engine, row: SmartSession) -> None:
-    with Session(engine, expire_on_commit=False) as session:
-        session.merge(row)
-        session.commit()
+def save_session(engine: Engine, sealer: Sealer, row: SmartSession) -> None:
+    _write(engine, row, sealer)
 
 
-def end_session(engine: Engine, session_id: str) -> None:
-    """Forget the session and its tokens (logout, refresh failure, expiry)."""
+def sealed_refresh_token(engine: Engine, sealer: Sealer, row: SmartSession) -> str | None:
+    """The stored (sealed) refresh token if it still opens to ``row``'s, for a compare-and-set in
+    SQL: sealing is randomised, so the clear token cannot be compared there."""
+    with engine.connect() as connection:
+        stored = connection.execute(
+            select(SmartSession.refresh_token).where(SmartSession.id == row.id)
+        ).scalar()
+    try:
+        same = stored is not None and sealer.open(stored, REFRESH_TOKEN.aad(row.id)) == row.refresh_token
+    except Unsealable:
+        return None
+    return stored if same else None
+
+
+def end_session(engine: Engine, session_id: str) -> bool:
+    """Forget the session and its tokens (logout, refresh failure, expiry); True if this call did,
+    so of two workers ending one session only one revokes and reports it."""
     with engine.begin() as connection:
         connection.execute(delete(PendingAuthorization).where(PendingAuthorization.session_id == session_id))
-        connection.execute(delete(SmartSession).where(SmartSession.id == session_id))
+        return connection.execute(delete(SmartSession).where(SmartSession.id == session_id)).rowcount == 1
 
 
-def add_pending(engine: Engine, pending: PendingAuthorization) -> None:
-    with Session(engine) as session:
-        session.add(pending)
-        session.commit()
+def add_pending(engine: Engine, sealer: Sealer, pending: PendingAuthorization) -> None:
+    _write(engine, pending, sealer)
 
 
-def pending_for_start(engine: Engine, state: str) -> PendingAuthorization | None:
+def pending_for_start(engine: Engine, sealer: Sealer, state: str) -> PendingAuthorization | None:
     """The pending authorization that has not yet been sent to the EHR, if still fresh."""
     with Session(engine, expire_on_commit=False) as session:
         row = session.get(PendingAuthorization, state)
     if row is None or row.started or aware(row.created_at) + PENDING_TTL <= utcnow():
         return None
-    return row
+    return _open_pending(row, sealer)
+
+
+def _open_pending(row: PendingAuthorization, sealer: Sealer) -> PendingAuthorization | None:
+    try:
+        return _opened(row, sealer)
+    except Unsealable:
+        log.warning("SMART sign-in refused: no configured data key opens its stored PKCE verifier")
+        return None
 
 
 def mark_started(engine: Engine, state: str, session_id: str) -> bool:
@@ -152,7 +234,9 @@ def rebind_once(engine: Engine, state: str, session_id: str) -> bool:
     return result.rowcount == 1
 
 
-def consume_pending(engine: Engine, state: str, session_id: str) -> PendingAuthorization | None:
+def consume_pending(
+    engine: Engine, sealer: Sealer, state: str, session_id: str
+) -> PendingAuthorization | None:
     """Take the started authorization for ``state`` if it belongs to this session; at most once."""
     with engine.begin() as connection:
         row = connection.execute(
@@ -170,7 +254,7 @@ def consume_pending(engine: Engine, state: str, session_id: str) -> PendingAutho
     pending = PendingAuthorization.model_validate(row._mapping)
     if deleted != 1 or aware(pending.created_at) + PENDING_TTL <= utcnow():
         return None
-    return pending
+    return _open_pending(pending, sealer)
 
 
 def utcnow() -> datetime:

@@ -15,6 +15,8 @@ Role = Literal["clinician", "cmio", "safety-officer", "auditor"]
 EHR_SCOPE = "launch openid fhirUser patient/*.rs user/Provenance.rs user/AuditEvent.rs offline_access"
 STANDALONE_SCOPE = "openid fhirUser user/Provenance.rs user/AuditEvent.rs offline_access"
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+PRIVATE_KEY_JWT = "private_key_jwt"
+TokenEndpointAuthMethod = Literal["client_secret_basic", "private_key_jwt"]
 
 
 class SmartEhr(BaseModel):
@@ -23,6 +25,10 @@ class SmartEhr(BaseModel):
     iss: str
     client_id: str
     client_secret: str | None = None
+    token_endpoint_auth_method: TokenEndpointAuthMethod = "client_secret_basic"
+    """How we authenticate at its token endpoint; ``client_secret_basic`` without a secret is a public
+    client. ``private_key_jwt`` signs with the client key ``client_kid`` names, else the first one."""
+    client_kid: str | None = None
     ehr_scope: str = EHR_SCOPE
     standalone_scope: str = STANDALONE_SCOPE
     roles: dict[str, Role] = Field(default_factory=dict)

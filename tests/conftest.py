@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
-import json
+import atexit
 import os
+import secrets
+import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask
 from flask.testing import FlaskClient
+from joserfc import jwt
+from joserfc.jwk import ECKey, Key
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
 from app import create_app
 from app.migrate import upgrade
+from app.security.signing_key import ensure_signing_key
 from app.settings import Settings
 from cds_hooks.auth import TrustedClient
 from sandbox.fhir_test_server import FhirTestServer, external_base_url
+from sandbox.mock_ehr_auth import MockEhr
+from smart_launch.sealing import generate_key
+from tests.smart_helpers import CALLBACK, PATIENT, mock_ehr
+from tests.writeback_helpers import put
 
 POSTGRES_URL = os.environ.get(
     "COUNTERSIGN_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -30,17 +38,29 @@ BASE_URL = "http://localhost"
 ISSUER = "https://ehr.test.example/"
 KID = "test-es384"
 pytest_plugins = ["tests.sandbox_fixtures", "tests.hapi_fixture", "tests.fhir_proxy"]
+#: The data key of every app the tests start (fixtures, ``Settings()``, CLI runs, child processes):
+#: set in the environment once, here, as an operator would.
+DATA_KEY = generate_key()
+os.environ["COUNTERSIGN_DATA_KEYS"] = DATA_KEY
+#: Likewise the bearer token ``/metrics`` asks for; ``METRICS_AUTH`` is the scraper's header.
+METRICS_TOKEN = secrets.token_urlsafe(24)
+os.environ["COUNTERSIGN_METRICS_TOKEN"] = METRICS_TOKEN
+METRICS_AUTH = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+#: Likewise the key that signs every Provenance they write, in a directory gone when the run ends.
+_SIGNING_KEY_DIR = tempfile.mkdtemp(prefix="countersign-signing-key-")
+atexit.register(shutil.rmtree, _SIGNING_KEY_DIR, ignore_errors=True)
+SIGNING_KEY_PATH = ensure_signing_key(Path(_SIGNING_KEY_DIR) / "signing-key.pem")
+os.environ["COUNTERSIGN_SIGNING_KEY_PATH"] = str(SIGNING_KEY_PATH)
 
 
 @pytest.fixture(scope="session")
-def client_key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP384R1())
+def client_key() -> ECKey:
+    return ECKey.generate_key("P-384")
 
 
 @pytest.fixture(scope="session")
-def client_jwks(client_key: ec.EllipticCurvePrivateKey) -> dict:
-    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(client_key.public_key()))
-    return {"keys": [jwk | {"kid": KID, "alg": "ES384", "use": "sig"}]}
+def client_jwks(client_key: ECKey) -> dict:
+    return {"keys": [client_key.as_dict(private=False, kid=KID, alg="ES384", use="sig")]}
 
 
 @pytest.fixture
@@ -92,19 +112,18 @@ def client(app: Flask) -> FlaskClient:
 
 
 @pytest.fixture
-def sign(client_key: ec.EllipticCurvePrivateKey) -> Callable[..., str]:
+def sign(client_key: ECKey) -> Callable[..., str]:
     """Sign a CDS client JWT; keyword arguments override claims, ``headers`` the JOSE header."""
 
     def build(
-        aud: str | list[str], *, headers: dict | None = None, key: object = None, **claims: object
+        aud: str | list[str], *, headers: dict | None = None, key: Key | None = None, **claims: object
     ) -> str:
         now = int(time.time())
         payload = {"iss": ISSUER, "aud": aud, "iat": now, "exp": now + 300, "jti": str(uuid.uuid4())}
         payload.update(claims)
         payload = {name: value for name, value in payload.items() if value is not None}
-        header = {"kid": KID, "typ": "JWT"} | (headers or {})
-        algorithm = header.pop("alg", "ES384")
-        return jwt.encode(payload, key or client_key, algorithm=algorithm, headers=header)
+        header = {"alg": "ES384", "kid": KID, "typ": "JWT"} | (headers or {})
+        return jwt.encode(header, payload, key or client_key, algorithms=[header["alg"]])
 
     return build
 
@@ -147,3 +166,11 @@ def postgres_url() -> Iterator[str]:
     with admin.begin() as connection:
         connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
     admin.dispose()
+
+
+@pytest.fixture
+def ehr(fhir_server: str) -> Iterator[MockEhr]:
+    """The mock EHR's SMART authorization server in front of the FHIR server, with the test patient."""
+    put(fhir_server, PATIENT)
+    with mock_ehr(fhir_server, CALLBACK) as running:
+        yield running

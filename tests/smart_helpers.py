@@ -6,6 +6,7 @@ plays the browser at the app, ``requests`` plays it at the mock EHR.
 
 from __future__ import annotations
 
+import re
 import socket
 from urllib.parse import urlsplit
 
@@ -30,6 +31,7 @@ ROLES = {
     "PractitionerRole/so-1": "safety-officer",
     "Practitioner/aud-1": "auditor",
 }
+CALLBACK = "http://localhost/app/callback"
 PATIENT = {
     "resourceType": "Patient",
     "id": "smart-p1",
@@ -99,3 +101,16 @@ def standalone_launch(client: FlaskClient, user: str):
     assert started.status_code == 303
     authorize_url = client.get(local(started.headers["Location"])).headers["Location"]
     return client.get(local(authorize_at_ehr(authorize_url, user)))
+
+
+def sign_out(client: FlaskClient):
+    """The user's own sign-out: the page's form, posted with its CSRF token."""
+    page = client.get("/app/").get_data(as_text=True)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    return client.post("/app/logout", data={"csrf_token": csrf})
+
+
+def refresh_tokens(ehr: MockEhr, user: str) -> list[str]:
+    """Every refresh token the mock EHR issued to ``user`` (a mock user id, e.g. ``cmio-1``)."""
+    with ehr.state.lock:
+        return [t.refresh_token for t in ehr.state.tokens.values() if t.user_id == user and t.refresh_token]

@@ -8,16 +8,16 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import jwt
 import pytest
 import requests
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from joserfc.errors import JoseError
+from joserfc.jwk import RSAKey
 
 from app import WORKER_KEY
 from app.settings import WriteBackServer
 from sandbox.fhir_test_server import FhirTestServer
 from tests.builders import PATIENT_ID, full_prefetch, medication_request, order_sign_request, patient
+from tests.tokens import verified
 from tests.writeback_helpers import SERVICE, drain, statuses
 
 pytestmark = pytest.mark.integration
@@ -28,7 +28,7 @@ CLIENT_ID = "countersign-writeback"
 class TokenEndpoint:
     """An authorization server's token endpoint that checks private_key_jwt as the spec says."""
 
-    def __init__(self, public_key: rsa.RSAPublicKey) -> None:
+    def __init__(self, public_key: RSAKey) -> None:
         self.requests: list[dict] = []
         outer = self
 
@@ -54,12 +54,12 @@ class TokenEndpoint:
         self.seen_jti: set[str] = set()
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def answer(self, form: dict, public_key: rsa.RSAPublicKey) -> tuple[int, dict]:
+    def answer(self, form: dict, public_key: RSAKey) -> tuple[int, dict]:
         try:
-            header = jwt.get_unverified_header(form["client_assertion"])
-            claims = jwt.decode(form["client_assertion"], public_key, algorithms=["RS384"], audience=self.url)
-        except (KeyError, jwt.PyJWTError):
+            assertion = verified(form["client_assertion"], public_key, "RS384", self.url)
+        except (KeyError, JoseError):
             return 400, {"error": "invalid_client"}
+        header, claims = assertion.header, assertion.claims
         valid = (
             form.get("grant_type") == "client_credentials"
             and form.get("client_assertion_type") == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -98,19 +98,15 @@ def writeback(fhir: FhirTestServer, endpoint: TokenEndpoint, key_path) -> WriteB
 
 @pytest.fixture
 def private_key(tmp_path):
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key = RSAKey.generate_key(2048)
     path = tmp_path / "writeback-key.pem"
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
+    path.write_bytes(key.as_pem(private=True))
     return key, path
 
 
 def test_write_back_uses_one_backend_services_token_for_many_messages(make_app, auth, private_key):
     key, key_path = private_key
-    endpoint = TokenEndpoint(key.public_key())
+    endpoint = TokenEndpoint(key)
     try:
         with FhirTestServer(require_bearer=ISSUED_TOKEN) as fhir:
             app = make_app(writeback_servers=[writeback(fhir, endpoint, key_path)], outbox_in_process=False)
@@ -141,14 +137,9 @@ def test_write_back_uses_one_backend_services_token_for_many_messages(make_app, 
 
 def test_a_refused_assertion_keeps_messages_pending_for_retry(make_app, auth, private_key, tmp_path):
     key, _ = private_key
-    endpoint = TokenEndpoint(key.public_key())
-    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    endpoint = TokenEndpoint(key)
     wrong_key = tmp_path / "wrong.pem"
-    wrong_key.write_bytes(
-        other.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
+    wrong_key.write_bytes(RSAKey.generate_key(2048).as_pem(private=True))
     try:
         with FhirTestServer(require_bearer=ISSUED_TOKEN) as fhir:
             app = make_app(writeback_servers=[writeback(fhir, endpoint, wrong_key)], outbox_in_process=False)

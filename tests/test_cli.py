@@ -7,15 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-import jwt
 import pytest
 from click.testing import CliRunner
+from joserfc.jwk import ECKey
 from sqlalchemy import create_engine, inspect
 
 from app.cli import main
 from app.db import INSTANCE_DIR
 from app.migrate import upgrade
 from sandbox.demo_client import DEMO_ISSUER, ensure_key, public_jwks
+from tests.tokens import verified
 
 
 def test_help_explains_every_command():
@@ -39,9 +40,8 @@ def test_client_token_is_signed_by_the_demo_key_for_the_given_audience():
     audience = "http://127.0.0.1:8000/cds-services"
     result = CliRunner().invoke(main, ["client-token", "--aud", audience])
     assert result.exit_code == 0
-    key = jwt.PyJWK(public_jwks(ensure_key(INSTANCE_DIR))["keys"][0])
-    claims = jwt.decode(result.output.strip(), key.key, algorithms=["ES384"], audience=audience)
-    assert claims["iss"] == DEMO_ISSUER
+    key = ECKey.import_key(public_jwks(ensure_key(INSTANCE_DIR))["keys"][0])
+    assert verified(result.output.strip(), key, "ES384", audience).claims["iss"] == DEMO_ISSUER
 
 
 def _start(command: list[str], url: str) -> subprocess.CompletedProcess:

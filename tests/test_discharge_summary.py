@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from app import DATABASE_KEY
 from tests.card_rules import response_problems
+from tests.conftest import METRICS_AUTH
 from tests.discharge_builders import (
     ENCOUNTER_ID,
     IDENTIFYING,
@@ -193,7 +194,7 @@ def test_the_breaker_opens_after_repeated_failures_and_half_opens_later(llm_app,
     assert breaker(llm_app).breaker_state == "open"
     assert ai(call(client, auth))["fallback"] == "circuit-open"
     assert len(llm.requests) == 2  # the open breaker sent nothing
-    metrics = client.get("/metrics").get_data(as_text=True)
+    metrics = client.get("/metrics", headers=METRICS_AUTH).get_data(as_text=True)
     breaker_lines = [line for line in metrics.splitlines() if line.startswith("countersign_circuit_breaker")]
     assert any('breaker="llm:' in line and line.endswith(" 2.0") for line in breaker_lines)  # 2 = open
     assert 'countersign_llm_request_duration_seconds_count{endpoint="' in metrics

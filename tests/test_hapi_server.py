@@ -1,4 +1,5 @@
-"""The real HAPI FHIR JPA server (hapi_server/): what it refuses and accepts, as the EHR's server would."""
+"""The real HAPI FHIR JPA server (sandbox/fhir_servers/hapi/): what it refuses and accepts, as the EHR's
+server would."""
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ from app import create_app
 from app.web.hardening import json_depth
 from bench.servers import free_port
 from tests.builders import medication_request, order_sign_request
+from tests.conftest import METRICS_AUTH
 
 SERVICE = "/cds-services/medication-safety"
 EHR = "https://ehr.hospital.example"
@@ -90,7 +91,7 @@ def test_app_pages_get_a_strict_csp_framable_only_by_configured_ehrs(make_app):
 
 @pytest.mark.parametrize("path", ["/api/models", "/metrics", "/healthz", "/openapi.json"])
 def test_other_responses_are_never_framed_and_carry_no_cors(client, path):
-    response = client.get(path)
+    response = client.get(path, headers=METRICS_AUTH)
     assert response.status_code == 200
     assert response.headers["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
     assert response.headers["Cache-Control"] == "no-store"

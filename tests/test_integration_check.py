@@ -9,12 +9,11 @@ import json
 import threading
 from collections.abc import Iterator
 
-import jwt
 import pytest
 import requests
 from click.testing import CliRunner, Result
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from joserfc.errors import JoseError
+from joserfc.jwk import RSAKey
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
@@ -22,6 +21,7 @@ from app.cli import main
 from app.settings import DEFAULT_SCOPE
 from sandbox.ehr.synthetic.resources import SYNTHETIC_TAG
 from sandbox.fhir_test_server import FhirTestServer
+from tests.tokens import verified
 
 pytestmark = pytest.mark.integration
 REFUSED_PROFILE = "https://countersign.health/fhir/StructureDefinition/ai-override-task"
@@ -111,7 +111,7 @@ class TokenEndpoint:
     """A SMART Backend Services token endpoint: checks the client's signed assertion, notes the
     scope asked for, and issues ``token``."""
 
-    def __init__(self, public_key: rsa.RSAPublicKey, token: str) -> None:
+    def __init__(self, public_key: RSAKey, token: str) -> None:
         self.public_key = public_key
         self.token = token
         self.scopes: set[str] = set()
@@ -122,10 +122,8 @@ class TokenEndpoint:
     @Request.application
     def _handle(self, request: Request) -> Response:
         try:
-            jwt.decode(
-                request.form["client_assertion"], self.public_key, algorithms=["RS384"], audience=self.url
-            )
-        except (KeyError, jwt.PyJWTError):
+            verified(request.form["client_assertion"], self.public_key, "RS384", self.url)
+        except (KeyError, JoseError):
             return Response(json.dumps({"error": "invalid_client"}), 400, content_type="application/json")
         self.scopes.add(request.form["scope"])
         body = {"access_token": self.token, "token_type": "bearer", "expires_in": 300}
@@ -231,12 +229,9 @@ def test_the_credentials_are_used_for_every_request_and_a_refusal_is_explained()
 
 
 def test_backend_services_gives_the_write_back_its_own_scope_and_the_check_another(tmp_path):
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    (tmp_path / "writer.pem").write_bytes(pem)
-    tokens = TokenEndpoint(key.public_key(), "backend-services-token")
+    key = RSAKey.generate_key(2048)
+    (tmp_path / "writer.pem").write_bytes(key.as_pem(private=True))
+    tokens = TokenEndpoint(key, "backend-services-token")
     options = ["--auth", "backend-services", "--client-id", "countersign-writer", "--kid", "w1"]
     options += ["--token-url", tokens.url, "--private-key", str(tmp_path / "writer.pem"), "--cleanup"]
     try:

@@ -10,13 +10,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import yaml
 
 from app.engines.base import PatientData
 from app.engines.knowledge_schema import DEFAULT_PATH
 from app.engines.medication_safety import MedicationSafetyEngine, daily_dose_mg, load_medication_knowledge
 from app.files.validated import InvalidFile
 from cds_hooks.advice import Advice, AdviceSet, CardSource, ProposedAction
+from tests.yaml_files import edited_copy
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
@@ -519,11 +519,7 @@ def test_daily_dose_reading(dosage, expected):
 
 
 def broken_knowledge(tmp_path: Path, edit) -> Path:
-    knowledge = yaml.safe_load(DEFAULT_PATH.read_text())
-    edit(knowledge)
-    path = tmp_path / "broken.yaml"
-    path.write_text(yaml.safe_dump(knowledge))
-    return path
+    return edited_copy(DEFAULT_PATH, tmp_path / "broken.yaml", edit)
 
 
 def test_a_rule_without_a_source_does_not_load(tmp_path: Path):

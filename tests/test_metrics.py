@@ -21,13 +21,14 @@ from app.observability.metrics import record_circuit_state, record_llm_call
 from app.settings import WriteBackServer
 from bench.servers import free_port
 from tests.builders import full_prefetch, medication_request, moment, order_sign_request, patient
+from tests.conftest import METRICS_AUTH
 from tests.test_feedback import FEEDBACK, SERVICE, overridden
 
 Sample = tuple[str, frozenset]
 
 
 def scrape(client) -> dict[Sample, float]:
-    response = client.get("/metrics")
+    response = client.get("/metrics", headers=METRICS_AUTH)
     assert response.status_code == 200
     assert response.mimetype == "text/plain"
     return parse(response.get_data(as_text=True))
@@ -194,7 +195,7 @@ def test_countersign_serve_sums_the_metrics_of_every_worker(tmp_path, database_u
         _wait_for(base + "/healthz")
         with ThreadPoolExecutor(8) as pool:
             statuses = list(pool.map(lambda _: _fresh_get(base + "/readyz").status_code, range(48)))
-        scrapes = [parse(_fresh_get(base + "/metrics").text) for _ in range(6)]
+        scrapes = [parse(_fresh_get(base + "/metrics", METRICS_AUTH).text) for _ in range(6)]
     finally:
         server.terminate()
         server.wait(timeout=20)
@@ -204,9 +205,9 @@ def test_countersign_serve_sums_the_metrics_of_every_worker(tmp_path, database_u
     assert [value(s, "countersign_http_requests_total", **labels) for s in scrapes] == [48] * 6
 
 
-def _fresh_get(url: str) -> requests.Response:
+def _fresh_get(url: str, headers: dict | None = None) -> requests.Response:
     """A new connection each time, so the kernel may hand it to either worker."""
-    return requests.get(url, headers={"Connection": "close"}, timeout=10)
+    return requests.get(url, headers={"Connection": "close"} | (headers or {}), timeout=10)
 
 
 def _wait_for(url: str) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import requests
-import yaml
 
 from app.db import DATABASE_KEY, utcnow
 from app.files.validated import InvalidFile, load_validated
@@ -13,6 +12,7 @@ from app.governance.model_card import CARDS_DIRECTORY, MODEL_CARDS_KEY, ModelCar
 from app.governance.model_card_text import model_card_markdown
 from fhir_profiles.device import ai_device
 from fhir_profiles.model_card import model_card_document
+from tests.yaml_files import edited_copy
 
 
 def test_every_card_in_the_repository_states_all_31_attributes():
@@ -25,20 +25,19 @@ def test_every_card_in_the_repository_states_all_31_attributes():
 
 def test_a_card_missing_an_attribute_does_not_load_and_names_it(tmp_path):
     source = next(CARDS_DIRECTORY.glob("*.yaml"))
-    content = yaml.safe_load(source.read_text())
-    del content["source_attributes"]["external_validator"]
-    broken = tmp_path / source.name
-    broken.write_text(yaml.safe_dump(content))
+    broken = edited_copy(
+        source, tmp_path / source.name, lambda card: card["source_attributes"].pop("external_validator")
+    )
     with pytest.raises(InvalidFile, match=r"source_attributes\.external_validator"):
         load_validated(broken, ModelCard)
 
 
 def test_a_card_with_a_broken_fhirpath_applicability_does_not_load_and_names_it(tmp_path):
+    def break_fhirpath(card: dict) -> None:
+        card["policy"]["applicability"][0]["fhirpath"] = "birthDate <= today( - 18 years"
+
     source = CARDS_DIRECTORY / "medication-safety-1.0.0.yaml"
-    content = yaml.safe_load(source.read_text())
-    content["policy"]["applicability"][0]["fhirpath"] = "birthDate <= today( - 18 years"
-    broken = tmp_path / source.name
-    broken.write_text(yaml.safe_dump(content))
+    broken = edited_copy(source, tmp_path / source.name, break_fhirpath)
     with pytest.raises(InvalidFile, match=r"policy\.applicability\.0: .*fhirpath"):
         load_validated(broken, ModelCard)
 

@@ -4,6 +4,7 @@ schemathesis finds no 5xx, no undocumented status, no response that breaks its s
 from __future__ import annotations
 
 import re
+import tempfile
 
 import pytest
 import schemathesis
@@ -16,8 +17,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from app import create_app
 from app.migrate import upgrade
-from app.web.openapi import document
+from app.settings import Settings
+from app.web.openapi import DOCUMENT_KEY
 from tests.conftest import BASE_URL
 
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
@@ -44,8 +47,6 @@ def test_every_registered_route_is_documented_and_nothing_else(client, app):
 
 @pytest.fixture(scope="module")
 def fuzzed_app(tmp_path_factory, client_jwks):
-    from app import create_app
-    from app.settings import Settings
     from cds_hooks.auth import TrustedClient
     from tests.conftest import ISSUER
 
@@ -62,7 +63,16 @@ def fuzzed_app(tmp_path_factory, client_jwks):
     )
 
 
-schema = schemathesis.openapi.from_dict(document(BASE_URL))
+# Collection comes before any fixture, so an app of its own gives the document: it is built from
+# the URL map, which no setting changes.
+DOCUMENT_APP_DIRECTORY = tempfile.TemporaryDirectory()
+schema = schemathesis.openapi.from_dict(
+    create_app(
+        Settings(
+            database_url=f"sqlite:///{DOCUMENT_APP_DIRECTORY.name}/countersign.db", public_base_url=BASE_URL
+        )
+    ).extensions[DOCUMENT_KEY]
+)
 
 
 @schema.parametrize()

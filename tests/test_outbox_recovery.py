@@ -98,19 +98,21 @@ def test_a_refused_kind_is_dead_lettered_listed_without_phi_and_retried_once_fix
 
 
 def test_retrying_a_write_that_did_land_creates_nothing_twice(make_app, auth, proxy):
-    """The answer was lost (the server stored the Bundle, then said 422): the replay is idempotent."""
+    """The answer was lost (the server stored the Bundle, then said 422): the replay is idempotent.
+    A record's Provenances go in its last transaction (``app.writeback.sender``), so when that
+    answer is lost all of the card set and of the decision has landed."""
     app = outbox_app(make_app, proxy)
     client, worker = app.test_client(), app.extensions[WORKER_KEY]
     patient_id = f"lost{uuid.uuid4().hex[:10]}"
-    proxy.refuse("Task", after_forwarding=True)
+    proxy.refuse("Provenance", after_forwarding=True)
     override_all(client, auth, issue_cards(client, auth, proxy, patient_id, 1))
     drain(worker)
-    assert statuses(app) == {DELIVERED: 1, DEAD: 1}
+    assert statuses(app) == {DEAD: 2}
     landed = {kind: on_server(proxy.upstream, kind, patient=patient_id) for kind in ("Task", "AuditEvent")}
     assert (len(landed["Task"]), len(landed["AuditEvent"])) == (1, 2)
 
     proxy.up()
-    assert outbox_command(app, "retry", "--all-dead").startswith("requeued 1 dead letter(s)")
+    assert outbox_command(app, "retry", "--all-dead").startswith("requeued 2 dead letter(s)")
     drain(worker)
     assert statuses(app) == {DELIVERED: 2}
     for kind, before in landed.items():

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 import requests
-import yaml
 from click.testing import CliRunner
 
 from app.cli import main
 from app.files.validated import InvalidFile
 from app.llm.prompt_card import PROMPTS_DIRECTORY, load_prompt_cards, prompt_document
+from tests.yaml_files import edited_copy
 
 AI_INPUTS = "http://hl7.org/fhir/uv/aitransparency/CodeSystem/AIinputsCS"
 PROFILE = "http://hl7.org/fhir/uv/aitransparency/StructureDefinition/AI-InputPrompt"
@@ -21,9 +21,7 @@ SOURCE = PROMPTS_DIRECTORY / "discharge-summary-v1.yaml"
 
 
 def _copy(tmp_path: Path, change) -> Path:
-    content = yaml.safe_load(SOURCE.read_text())
-    change(content)
-    (tmp_path / SOURCE.name).write_text(yaml.safe_dump(content, sort_keys=False))
+    edited_copy(SOURCE, tmp_path / SOURCE.name, change)
     return tmp_path
 
 
@@ -125,7 +123,5 @@ def test_the_prompt_hash_command_prints_the_hash_a_new_version_needs(tmp_path):
     assert result.exit_code == 1
     needed = result.stdout.strip()
     assert needed != current.output.strip()
-    content = yaml.safe_load(edited.read_text())
-    content["content_sha256"] = needed
-    edited.write_text(yaml.safe_dump(content, sort_keys=False))
+    edited_copy(edited, edited, lambda card: card.update(content_sha256=needed))
     assert load_prompt_cards(tmp_path)["discharge-summary"].version == 2

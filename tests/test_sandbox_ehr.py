@@ -3,12 +3,13 @@ a real HTTP port, the EHR's own key. What a clinician would see (cards) and what
 
 from __future__ import annotations
 
-import jwt
 import pytest
 import requests
+from joserfc.jwk import ECKey
 
 from sandbox.ehr.cds_client import CdsCallError, CdsClient, ClientIdentity
 from tests.sandbox_fixtures import drain_outbox
+from tests.tokens import verified
 from tests.writeback_helpers import NON_ADHERENCE, search
 
 pytestmark = pytest.mark.integration
@@ -66,10 +67,10 @@ def test_the_ehr_signs_each_call_with_its_own_key_and_a_stranger_is_refused(
     countersign, fhir_server, identity, tmp_path
 ):
     token = identity.token(f"{countersign.url}/cds-services")
-    key = jwt.PyJWK(identity.jwks()["keys"][0])
-    claims = jwt.decode(token, key.key, algorithms=["ES384"], audience=f"{countersign.url}/cds-services")
-    assert claims["iss"] == identity.issuer
-    assert jwt.get_unverified_header(token)["kid"] == identity.kid
+    key = ECKey.import_key(identity.jwks()["keys"][0])
+    checked = verified(token, key, "ES384", f"{countersign.url}/cds-services")
+    assert checked.claims["iss"] == identity.issuer
+    assert checked.header["kid"] == identity.kid
     assert client_for(countersign, fhir_server, identity).discover()
 
     stranger = ClientIdentity.in_directory(tmp_path)  # same issuer and kid, different key

@@ -75,7 +75,7 @@ def test_ehr_launch_inside_a_cross_site_iframe_and_change_control_by_keyboard(br
     shot(page, "ehr-iframe-change-control")
 
     frame.get_by_role("link", name="Audit trail").click()
-    expect(frame.get_by_text("Ledger chain verified: 1 entries, intact.")).to_be_visible()
+    expect(frame.get_by_text("Ledger chain verified: 2 entries, intact.")).to_be_visible()  # sign-in, change
     expect(frame.get_by_text("Override cluster under review")).to_be_visible()
     shot(page, "ehr-iframe-audit-trail")
 

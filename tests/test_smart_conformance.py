@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -20,28 +19,18 @@ from app import DATABASE_KEY
 from sandbox.mock_ehr_auth import BackgroundServer, MockEhr
 from smart_launch.session import COOKIE_NAME
 from tests.smart_helpers import (
+    CALLBACK,
     CLIENT_ID,
-    PATIENT,
     authorize_at_ehr,
     ehr_launch,
     local,
-    mock_ehr,
     new_launch,
     smart_settings,
     standalone_launch,
     to_ehr_authorize,
 )
-from tests.writeback_helpers import put
 
-CALLBACK = "http://localhost/app/callback"
 RELAUNCH = "Launch Countersign again from your EHR"
-
-
-@pytest.fixture
-def ehr(fhir_server: str) -> Iterator[MockEhr]:
-    put(fhir_server, PATIENT)
-    with mock_ehr(fhir_server, CALLBACK) as running:
-        yield running
 
 
 @pytest.fixture

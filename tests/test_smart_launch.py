@@ -2,22 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from sandbox.mock_ehr_auth import MockEhr
-from tests.smart_helpers import PATIENT, ehr_launch, mock_ehr, smart_settings, standalone_launch
-from tests.writeback_helpers import put
-
-CALLBACK = "http://localhost/app/callback"
-
-
-@pytest.fixture
-def ehr(fhir_server: str) -> Iterator[MockEhr]:
-    put(fhir_server, PATIENT)
-    with mock_ehr(fhir_server, CALLBACK) as running:
-        yield running
+from tests.smart_helpers import ehr_launch, smart_settings, standalone_launch
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from sqlalchemy import text
 from app import DATABASE_KEY, WORKER_KEY
 from app.db import as_utc, utcnow
 from sandbox.mock_ehr_auth import MockEhr
-from tests.smart_helpers import mock_ehr, smart_settings
+from tests.smart_helpers import CALLBACK, mock_ehr, smart_settings
 from tests.views_helpers import csrf_of, discharge_card, launch
 from tests.writeback_helpers import (
     accept_and_apply,
@@ -29,7 +29,6 @@ from tests.writeback_helpers import (
     writeback_settings,
 )
 
-CALLBACK = "http://localhost/app/callback"
 PAGES = ("/app/safety", "/app/patient", "/app/safety/report")
 
 
@@ -233,9 +232,10 @@ def test_signing_writes_the_edited_document_with_its_ai_provenance(smart_app, eh
     assert agents["author"]["who"]["reference"].startswith("Device/")
     assert agents["author"]["role"][0]["coding"][0]["code"] == "Artificial-Intelligence"
     assert agents["verifier"]["who"] == agents["attester"]["who"] == {"reference": "Practitioner/clin-1"}
-    [signature] = provenance["signature"]
-    assert signature["who"] == {"reference": "Practitioner/clin-1"}
+    [signature] = provenance["signature"]  # Countersign's: the clinician signed by signing off here
+    assert signature["who"]["reference"].startswith("Device/")
     assert signature["type"][0]["code"] == "1.2.840.10065.1.12.1.5"
+    assert signature["sigFormat"] == "application/jose"
     assert {"role": "source", "what": {"reference": "Condition/cond-cap"}} in provenance["entity"]
 
     [decision] = rows(smart_app, "SELECT outcome, accepted_suggestions FROM card_decision")

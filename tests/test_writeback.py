@@ -106,7 +106,7 @@ def test_redelivery_of_every_message_creates_no_duplicate(wb_app, auth, fhir_ser
         writer = worker.writers[message.target]
         bundle = worker.deliverer.build(message.kind, message.record_id, writer)
         worker.deliverer.resolve_references(writer, [bundle])
-        writer.transaction(bundle.as_fhir())
+        worker.sender.send(writer, bundle)
     assert len(search(fhir_server, "Task", patient=patient_id)) == 1
     assert len(search(fhir_server, "Provenance", entity=f"Patient/{patient_id}")) == 3
     assert len(search(fhir_server, "AuditEvent", patient=patient_id)) == 3

@@ -115,7 +115,11 @@ def drain(worker, rounds: int = 50) -> None:
             return
 
 
-def statuses(app) -> dict[str, int]:
+def statuses(app, *kinds: str) -> dict[str, int]:
+    """Messages per status, of the given kinds only when some are named."""
+    query = select(OutboxMessage.status)
+    if kinds:
+        query = query.where(OutboxMessage.kind.in_(kinds))
     with Session(app.extensions[DATABASE_KEY]) as session:
-        rows = session.exec(select(OutboxMessage.status)).all()
+        rows = session.exec(query).all()
     return {status: rows.count(status) for status in set(rows)}

@@ -35,6 +35,7 @@ PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
 # What a message records; the write-back worker turns each kind into FHIR resources.
 CARD_SET, DECISION, MODEL_CHANGE = "card-set", "decision", "model-change"
 SAFETY_EVENT, SIGNED_REVIEW = "safety-event", "signed-review"
+USER_AUTHENTICATION = "user-authentication"
 
 
 def _timestamp(*, nullable: bool = False, index: bool = False) -> Column:

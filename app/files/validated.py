@@ -6,10 +6,10 @@ An invalid file stops the service at start, and the message names the file and t
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
-import yaml
 from pydantic import BaseModel, ValidationError
+from ruamel.yaml import YAML
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -18,9 +18,15 @@ class InvalidFile(Exception):
     """A file that breaks its schema."""
 
 
+def load_yaml(path: Path) -> Any:
+    """Plain values only (the safe loader builds no objects; YAML dates become ``date``). A new
+    loader per call, because ruamel's ``YAML`` objects are not safe to share between threads."""
+    return YAML(typ="safe", pure=True).load(path)
+
+
 def load_validated(path: Path, model: type[Model]) -> Model:
     try:
-        return model.model_validate(yaml.safe_load(path.read_text()))
+        return model.model_validate(load_yaml(path))
     except ValidationError as error:
         problem = error.errors(include_url=False, include_input=False)[0]
         field = ".".join(str(part) for part in problem["loc"])

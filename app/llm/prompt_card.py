@@ -15,10 +15,9 @@ from pathlib import Path
 from string import Template
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from app.files.validated import InvalidFile, load_validated
+from app.files.validated import InvalidFile, load_validated, load_yaml
 from fhir_profiles.prompt_card import input_prompt_document
 
 PROMPTS_DIRECTORY = Path(__file__).parent / "prompt_cards"
@@ -104,7 +103,7 @@ def content_hash(prompt_id: str, version: int, template: PromptTemplate) -> str:
 
 def recorded_and_actual_hash(path: Path) -> tuple[str, str]:
     """For authors of a new version: the hash in the file and the one its content needs."""
-    data = yaml.safe_load(path.read_text())
+    data = load_yaml(path)
     actual = content_hash(data["id"], data["version"], PromptTemplate.model_validate(data["template"]))
     return str(data.get("content_sha256", "")), actual
 

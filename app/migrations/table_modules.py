@@ -4,6 +4,7 @@ from app.audit import ledger, outbox, tables, target_breaker
 from app.governance import lifecycle
 from app.review import tables as review_tables
 from app.safety import events
+from app.security import sign_in_audit
 from app.serving import replay_guard
 from smart_launch import store as smart_store
 
@@ -17,4 +18,5 @@ TABLE_MODULES = (
     events,
     smart_store,
     review_tables,
+    sign_in_audit,
 )

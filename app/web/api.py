@@ -3,7 +3,10 @@ and change control (a model's status), which goes through the governance core li
 
 from __future__ import annotations
 
+from typing import get_args
+
 from flask import Blueprint, Response, abort, current_app, jsonify, request
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 from werkzeug.exceptions import HTTPException
@@ -11,24 +14,88 @@ from werkzeug.exceptions import HTTPException
 from app.db import DATABASE_KEY
 from app.governance.change_control import ChangeRefused, change_status
 from app.governance.lifecycle import ModelChange, current_status
-from app.governance.model_card import MODEL_CARDS_KEY, ModelCard
+from app.governance.measured import MeasuredPerformance
+from app.governance.model_card import MODEL_CARDS_KEY, ModelCard, ModelStatus
 from app.governance.model_card_text import attribute_rows
+from app.governance.policy import Policy
 from cds_hooks.errors import http_error_response
 from fhir_profiles.operation_outcome import operation_outcome
 from smart_launch.roles import GOVERNORS
 from smart_launch.session import current_session, require_role
 
 bp = Blueprint("api", __name__, url_prefix="/api")
-TARGET_STATUSES = ("active", "shadow", "paused", "retired")
+TARGET_STATUSES = get_args(ModelStatus)
 MAX_REASON = 2000
 bp.register_error_handler(HTTPException, http_error_response)
+
+
+# Documents the body; ``_status_request_problem`` checks it, with messages that name the member.
+class StatusChangeRequest(BaseModel):
+    """The approver is the signed-in fhirUser, never the body."""
+
+    status: ModelStatus
+    reason: str = Field(min_length=1, max_length=MAX_REASON, pattern=r"\S")
+
+
+class ModelSummary(BaseModel):
+    id: str
+    version: str
+    name: str
+    status: ModelStatus
+    kind: str
+    intendedUse: str
+    modelCard: str
+
+
+class ModelList(BaseModel):
+    models: list[ModelSummary]
+
+
+class SourceAttribute(BaseModel):
+    hti1: str
+    attribute: str
+    statement: str
+
+
+class RecordedChange(BaseModel):
+    """A status change as the ledger records it."""
+
+    model_config = ConfigDict(validate_by_name=True)
+
+    from_: str = Field(alias="from")  # a Python keyword
+    to: str
+    approver: str
+    role: str
+    reason: str
+    at: str
+
+
+class HistoryEntry(RecordedChange):
+    action: str
+
+
+class StatusChange(RecordedChange):
+    id: str
+    version: str
+
+
+class ModelDetail(ModelSummary):
+    policy: Policy
+    measured: MeasuredPerformance | None
+    sourceAttributes: list[SourceAttribute]
+    history: list[HistoryEntry]
 
 
 def _engine() -> Engine:
     return current_app.extensions[DATABASE_KEY]
 
 
+def _json(body: BaseModel) -> Response:
+    return jsonify(body.model_dump(mode="json", by_alias=True))
+
+
 def _summary(card: ModelCard, status: str) -> dict:
+    """The members of ``ModelSummary``, which ``ModelDetail`` extends."""
     return {
         "id": card.id,
         "version": card.version,
@@ -40,11 +107,24 @@ def _summary(card: ModelCard, status: str) -> dict:
     }
 
 
+def _recorded(change: ModelChange) -> dict:
+    """The members of ``RecordedChange``, shared by the history and the answer to a change."""
+    return {
+        "from_": change.previous_status,
+        "to": change.status,
+        "approver": change.approver,
+        "role": change.role,
+        "reason": change.reason,
+        "at": change.changed_at.isoformat(),
+    }
+
+
 @bp.get("/models")
 def models() -> Response:
     with _engine().connect() as connection:
         cards = current_app.extensions[MODEL_CARDS_KEY].values()
-        return jsonify({"models": [_summary(card, current_status(connection, card)) for card in cards]})
+        summaries = [ModelSummary(**_summary(card, current_status(connection, card))) for card in cards]
+    return _json(ModelList(models=summaries))
 
 
 @bp.get("/models/<model_id>")
@@ -58,28 +138,17 @@ def model(model_id: str) -> Response:
         history = session.exec(
             select(ModelChange).where(ModelChange.model_id == card.id).order_by(ModelChange.id)
         ).all()
-    return jsonify(
-        _summary(card, status)
-        | {
-            "policy": card.policy.model_dump(mode="json"),
-            "measured": card.measured.model_dump(mode="json") if card.measured else None,
-            "sourceAttributes": [
-                {"hti1": paragraph, "attribute": wording, "statement": text}
+    return _json(
+        ModelDetail(
+            **_summary(card, status),
+            policy=card.policy,
+            measured=card.measured,
+            sourceAttributes=[
+                SourceAttribute(hti1=paragraph, attribute=wording, statement=text)
                 for paragraph, wording, text in attribute_rows(card)
             ],
-            "history": [
-                {
-                    "action": change.action,
-                    "from": change.previous_status,
-                    "to": change.status,
-                    "approver": change.approver,
-                    "role": change.role,
-                    "reason": change.reason,
-                    "at": change.changed_at.isoformat(),
-                }
-                for change in history
-            ],
-        }
+            history=[HistoryEntry(action=change.action, **_recorded(change)) for change in history],
+        )
     )
 
 
@@ -111,18 +180,7 @@ def model_status(model_id: str) -> tuple[Response, int]:
         )
     except ChangeRefused as error:
         return _outcome(409, "business-rule", str(error))
-    return jsonify(
-        {
-            "id": card.id,
-            "version": card.version,
-            "from": change.previous_status,
-            "to": change.status,
-            "approver": change.approver,
-            "role": change.role,
-            "reason": change.reason,
-            "at": change.changed_at.isoformat(),
-        }
-    ), 200
+    return _json(StatusChange(id=card.id, version=card.version, **_recorded(change))), 200
 
 
 def _writeback_target(iss: str | None) -> str | None:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-import yaml
 from flask import Blueprint, Response, current_app, jsonify
+from ruamel.yaml import YAMLError
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -47,7 +47,7 @@ def readyz() -> Response:
 def _check(name: str, probe: Callable[[], bool]) -> str:
     try:
         return "ok" if probe() else "failed"
-    except (SQLAlchemyError, OSError, ValueError, InvalidFile, yaml.YAMLError):
+    except (SQLAlchemyError, OSError, ValueError, InvalidFile, YAMLError):
         log.warning("readiness check failed", exc_info=True, extra={"kind": name})
         return "failed"
 

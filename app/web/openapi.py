@@ -1,24 +1,71 @@
 """The OpenAPI 3.1 description of every HTTP endpoint, served at ``/openapi.json``.
 
-Request bodies of the CDS Hooks calls are generated from the same pydantic models that validate
-them, so the document cannot drift from the parser; a test compares its paths with the app's
-registered routes, and schemathesis checks the live responses against it.
+Nothing in it is written twice. Paths, methods and path parameters come from the app's URL map;
+request and response schemas from the pydantic models that parse the requests and build the
+answers (or, for protocol shapes the code builds as dicts, from the models below that describe
+them); the route table at the end adds only what code cannot say: summaries, tags, status codes.
+A route without a row, or a row without a route, stops the app at start.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from uuid import UUID
 
 from flask import Blueprint, Flask, Response, current_app, jsonify
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, JsonSchemaValue, models_json_schema
+from pydantic_core import core_schema
+from werkzeug.routing import Map, Rule
 
-from cds_hooks.models import FeedbackRequest, HookRequest
+from app.web.api import ModelDetail, ModelList, StatusChange, StatusChangeRequest
+from cds_hooks.models import Coding, FeedbackItem, FeedbackRequest, HookRequest, SpecModel
+from fhir_profiles.operation_outcome import Severity
 
 bp = Blueprint("openapi", __name__)
 DOCUMENT_KEY = "openapi_document"
 REF = "#/components/schemas/{model}"
-OUTCOME = {"$ref": "#/components/schemas/OperationOutcome"}
-EXAMPLE_SERVICE = "medication-safety"
+JSON = "application/json"
+HTML = "text/html"
+FORM = "application/x-www-form-urlencoded"
+STRING = {"type": "string"}
+OBJECT = {"type": "object"}
+NULL = {"type": "null"}
+IGNORED_METHODS = {"HEAD", "OPTIONS"}
+RULE_ARGUMENT = re.compile(r"<(?:[^<>:]+:)?(\w+)>")
+PATH_EXAMPLES = {
+    "service_id": "medication-safety",
+    "model_id": "medication-safety",
+    "card_uuid": "00000000-0000-4000-8000-000000000000",
+    "filename": "countersign.css",
+    "kid": "countersign-smart-1",
+}
+UUID_MEMBERS: dict[type[BaseModel], str] = {HookRequest: "hookInstance", FeedbackItem: "card"}
+INFO = {
+    "title": "Countersign",
+    "version": "0.1.0",
+    "description": "Governed AI decision support: a CDS Hooks 2.0.1 service, its feedback "
+    "endpoint, the JSON API of the SMART app, the app's pages, and operations endpoints.",
+}
+SECURITY_SCHEMES = {
+    "cdsClientJwt": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "A JWT signed by a trusted CDS client, aud = the exact URL called, "
+        "a fresh jti per call (CDS Hooks 2.0.1 §3.2).",
+    },
+    "metricsToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "COUNTERSIGN_METRICS_TOKEN, the scraper's shared secret.",
+    },
+}
+Schema = type[BaseModel] | dict[str, Any]
+Refs = Mapping[tuple[type[BaseModel], JsonSchemaMode], JsonSchemaValue]
 
 
 @bp.get("/openapi.json")
@@ -27,139 +74,334 @@ def openapi_json() -> Response:
 
 
 def init_app(app: Flask, public_base_url: str) -> None:
+    """Built once, after every blueprint is registered: the document describes the whole URL map."""
     app.register_blueprint(bp)
-    app.extensions[DOCUMENT_KEY] = document(public_base_url)
+    app.extensions[DOCUMENT_KEY] = document(app.url_map, public_base_url)
 
 
-def document(public_base_url: str) -> dict:
-    schemas = {**_model_schemas(HookRequest, FeedbackRequest), **SCHEMAS}
+def document(url_map: Map, public_base_url: str) -> dict:
+    rules = _documented_rules(url_map)
+    refs, definitions = models_json_schema(
+        _model_keys(ROUTES.values()), ref_template=REF, schema_generator=_JsonSchema
+    )
     return {
         "openapi": "3.1.0",
-        "info": {
-            "title": "Countersign",
-            "version": "0.1.0",
-            "description": "Governed AI decision support: a CDS Hooks 2.0.1 service, its feedback "
-            "endpoint, the JSON API of the SMART app, the app's pages, and operations endpoints.",
-        },
+        "info": INFO,
         "servers": [{"url": public_base_url}],
-        "paths": PATHS,
-        "components": {
-            "schemas": schemas,
-            "securitySchemes": {
-                "cdsClientJwt": {
-                    "type": "http",
-                    "scheme": "bearer",
-                    "bearerFormat": "JWT",
-                    "description": "A JWT signed by a trusted CDS client, aud = the exact URL called, "
-                    "a fresh jti per call (CDS Hooks 2.0.1 §3.2).",
-                }
-            },
-        },
+        "paths": _paths(rules, refs),
+        "components": {"schemas": definitions["$defs"], "securitySchemes": SECURITY_SCHEMES},
     }
 
 
-def _model_schemas(*models: type[BaseModel]) -> dict[str, Any]:
-    """Component schemas from the request models, nulls removed (the parser refuses them)."""
-    schemas: dict[str, Any] = {}
-    for model in models:
-        schema = _without_nulls(model.model_json_schema(ref_template=REF))
-        schemas.update(schema.pop("$defs", {}))
-        schemas[model.__name__] = schema
-    schemas["HookRequest"]["properties"]["hookInstance"]["format"] = "uuid"
-    schemas["FeedbackItem"]["properties"]["card"]["format"] = "uuid"
-    return schemas
+# Shapes that cds_hooks, fhir_profiles and app.web.health build as dicts, described for the document.
+# A docstring here is the schema's description.
 
 
-def _without_nulls(schema: Any) -> Any:
-    if isinstance(schema, list):
-        return [_without_nulls(item) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    cleaned = {k: _without_nulls(v) for k, v in schema.items() if not (k == "default" and v is None)}
-    options = [option for option in cleaned.get("anyOf", []) if option != {"type": "null"}]
-    if "anyOf" in cleaned and len(options) == 1:
-        del cleaned["anyOf"]
-        cleaned.update(options[0])
-    return cleaned
+class Service(SpecModel):
+    """One discovery entry: a service and the hook it answers."""
+
+    hook: str
+    title: str | None = None
+    description: str
+    id: str
+    prefetch: dict[str, str] | None = None
+    usageRequirements: str | None = None
 
 
-def _json(schema: dict, description: str) -> dict:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+class Discovery(SpecModel):
+    services: list[Service]
 
 
-def _errors(*statuses: int) -> dict[str, dict]:
-    return {str(status): _json(OUTCOME, ERROR_MEANING[status]) for status in statuses}
+class Source(SpecModel):
+    label: str
+    url: str | None = None
+    topic: Coding | None = None
 
 
-def _html(description: str) -> dict:
-    return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
+class Suggestion(SpecModel):
+    label: str
+    uuid: UUID | None = None
+    isRecommended: bool | None = None
+    actions: list[dict[str, Any]] | None = None
 
 
-def _pages(*statuses: int) -> dict[str, dict]:
-    return {str(status): _html(PAGE_ERROR_MEANING[status]) for status in statuses}
+class Link(SpecModel):
+    label: str
+    url: str
+    type: Literal["absolute", "smart"]
+    appContext: str | None = None
 
 
-def _form(fields: tuple[str, ...]) -> dict:
-    schema = {"type": "object", "properties": {name: {"type": "string"} for name in fields}}
-    return {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": schema}}}
+class Card(SpecModel):
+    """A CDS Hooks 2.0.1 card; feedback names it by ``uuid``."""
+
+    uuid: UUID | None = None
+    summary: str = Field(max_length=140)
+    detail: str | None = None
+    indicator: Literal["info", "warning", "critical"]
+    source: Source
+    suggestions: list[Suggestion] | None = None
+    selectionBehavior: Literal["at-most-one", "any"] | None = None
+    overrideReasons: list[Coding] | None = None
+    links: list[Link] | None = None
 
 
-def _redirect(description: str) -> dict:
-    return {"description": description, "headers": {"Location": {"schema": {"type": "string"}}}}
+class CardsResponse(SpecModel):
+    cards: list[Card]
+    systemActions: list[dict[str, Any]] | None = None
 
 
-PAGE_ERROR_MEANING = {
-    400: "The launch cannot go on (page says why and offers a relaunch)",
-    401: "Not signed in: the launch page",
-    403: "Signed in without the role, or the EHR refused",
-    502: "The EHR's sign-in service could not be reached",
-    404: "Nothing to show: no such card, or nothing held for review on it",
-    409: "Already decided, or about a patient other than the one in context",
-}
+class Issue(SpecModel):
+    severity: Severity
+    code: str
+    diagnostics: str | None = None
+    expression: list[str] | None = None
+
+
+class OperationOutcome(SpecModel):
+    """The body of every JSON error: a FHIR OperationOutcome."""
+
+    resourceType: Literal["OperationOutcome"]
+    issue: list[Issue] = Field(min_length=1)
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadinessChecks(BaseModel):
+    database: Literal["ok", "failed"]
+    migrations: Literal["ok", "failed"]
+    registry: Literal["ok", "failed"]
+
+
+class Readiness(BaseModel):
+    """200 when every check is ok, else 503."""
+
+    status: Literal["ready", "not-ready"]
+    checks: ReadinessChecks
+
+
+class JsonWebKey(BaseModel):
+    """A public key (RFC 7517): ``kty`` and its public members (RSA ``n``/``e``, EC ``crv``/``x``/``y``)."""
+
+    model_config = ConfigDict(extra="allow")
+    kty: Literal["RSA", "EC"]
+    kid: str
+    alg: str | None = None
+    use: str | None = None
+
+
+class JsonWebKeySet(BaseModel):
+    keys: list[JsonWebKey]
+
+
+class _JsonSchema(GenerateJsonSchema):
+    """What the models' own JSON Schema cannot show. A ``SpecModel`` leaves an absent member out,
+    never null (CDS Hooks §2.2), and its parser refuses null: its optional members lose the null
+    option, so schemathesis sends none. Members an after-validator checks as UUIDs get the format."""
+
+    def model_schema(self, schema: core_schema.ModelSchema) -> JsonSchemaValue:
+        json_schema = super().model_schema(schema)
+        model = schema["cls"]
+        if issubclass(model, SpecModel):
+            required = json_schema.get("required", [])
+            json_schema["properties"] = {
+                name: member if name in required else _never_null(member)
+                for name, member in json_schema["properties"].items()
+            }
+        if model in UUID_MEMBERS:
+            json_schema["properties"][UUID_MEMBERS[model]]["format"] = "uuid"
+        return json_schema
+
+
+def _never_null(member: JsonSchemaValue) -> JsonSchemaValue:
+    """``T | None = None`` as plain ``T``."""
+    options = [option for option in member.get("anyOf", []) if option != NULL]
+    cleaned = {
+        key: value for key, value in member.items() if key != "anyOf" and (key, value) != ("default", None)
+    }
+    if len(options) == 1:
+        return cleaned | options[0]
+    return cleaned | ({"anyOf": options} if options else {})
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One response: ``schema`` (a model, or JSON Schema) under ``media``, or no body at all."""
+
+    description: str
+    media: str | None = None
+    schema: Schema = field(default_factory=dict)
+    headers: Mapping[str, dict] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Body:
+    """A request body: a model as it validates, or JSON Schema; schemathesis sends ``example`` first."""
+
+    schema: Schema
+    media: str = JSON
+    example: dict | None = None
+
+
+@dataclass(frozen=True)
+class Group:
+    """Endpoints that share a tag, security, how they answer errors and the errors any call may get."""
+
+    tag: str
+    error: Callable[[int], Reply] | None = None
+    always: tuple[int, ...] = ()
+    security: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One row of the route table: what the code cannot say about an endpoint."""
+
+    operation_id: str
+    summary: str
+    group: Group
+    replies: Mapping[int, Reply]
+    errors: tuple[int, ...] = ()
+    body: Body | None = None
+    query: tuple[str, ...] = ()
+    headers: tuple[str, ...] = ()
+    description: str | None = None
+
+    def responses(self) -> dict[int, Reply]:
+        statuses = sorted({*self.group.always, *self.errors})
+        return {**self.replies, **{status: self.group.error(status) for status in statuses}}
+
+
+def _documented_rules(url_map: Map) -> list[Rule]:
+    rules = list(url_map.iter_rules())
+    endpoints = {rule.endpoint for rule in rules}
+    if endpoints != ROUTES.keys():
+        raise ValueError(
+            f"OpenAPI route table: no row for {sorted(endpoints - ROUTES.keys())}, "
+            f"no route for {sorted(ROUTES.keys() - endpoints)}"
+        )
+    return rules
+
+
+def _model_keys(operations: Iterable[Operation]) -> list[tuple[type[BaseModel], JsonSchemaMode]]:
+    """Request models as they validate, response models as they serialize."""
+    keys: list[tuple[Schema, JsonSchemaMode]] = []
+    for operation in operations:
+        keys += [(reply.schema, "serialization") for reply in operation.responses().values()]
+        if operation.body:
+            keys.append((operation.body.schema, "validation"))
+    return list(dict.fromkeys(key for key in keys if isinstance(key[0], type)))
+
+
+def _paths(rules: list[Rule], refs: Refs) -> dict[str, dict]:
+    paths: dict[str, dict] = {}
+    for rule in rules:
+        path = paths.setdefault(RULE_ARGUMENT.sub(r"{\1}", rule.rule), {})
+        for method in sorted(rule.methods - IGNORED_METHODS):
+            path[method.lower()] = _operation(ROUTES[rule.endpoint], rule, refs)
+    return paths
+
+
+def _operation(operation: Operation, rule: Rule, refs: Refs) -> dict:
+    rendered = {
+        "operationId": operation.operation_id,
+        "summary": operation.summary,
+        "description": operation.description,
+        "tags": [operation.group.tag],
+        "security": [{name: []} for name in operation.group.security],
+        "parameters": _parameters(operation, rule),
+        "requestBody": operation.body and _request_body(operation.body, refs),
+        "responses": {str(status): _response(reply, refs) for status, reply in operation.responses().items()},
+    }
+    return {key: value for key, value in rendered.items() if value}
+
+
+def _parameters(operation: Operation, rule: Rule) -> list[dict]:
+    path = [
+        {"name": name, "in": "path", "required": True, "schema": STRING, "example": PATH_EXAMPLES[name]}
+        for name in RULE_ARGUMENT.findall(rule.rule)
+    ]
+    query = [_optional(name, "query") for name in operation.query]
+    return path + query + [_optional(name, "header") for name in operation.headers]
+
+
+def _optional(name: str, where: str) -> dict:
+    return {"name": name, "in": where, "required": False, "schema": STRING}
+
+
+def _schema(schema: Schema, mode: JsonSchemaMode, refs: Refs) -> JsonSchemaValue:
+    return refs[schema, mode] if isinstance(schema, type) else schema
+
+
+def _request_body(body: Body, refs: Refs) -> dict:
+    content = {"schema": _schema(body.schema, "validation", refs)}
+    if body.example:
+        content["example"] = body.example
+    return {"required": True, "content": {body.media: content}}
+
+
+def _response(reply: Reply, refs: Refs) -> dict:
+    response: dict[str, Any] = {"description": reply.description}
+    if reply.media:
+        response["content"] = {reply.media: {"schema": _schema(reply.schema, "serialization", refs)}}
+    if reply.headers:
+        response["headers"] = dict(reply.headers)
+    return response
+
+
+def _json(description: str, schema: Schema = OBJECT) -> Reply:
+    return Reply(description, JSON, schema)
+
+
+def _page(description: str) -> Reply:
+    return Reply(description, HTML, STRING)
+
+
+def _redirect(description: str) -> Reply:
+    return Reply(description, headers={"Location": {"schema": STRING}})
+
+
+def _form(*fields: str) -> Body:
+    return Body({"type": "object", "properties": dict.fromkeys(fields, STRING)}, FORM)
 
 
 ERROR_MEANING = {
     400: "Invalid request (OperationOutcome names the member)",
     401: "Missing or invalid client JWT, or not signed in",
     403: "Signed in without the role this needs, or a missing CSRF token",
-    409: "The change is not allowed in the model's current status",
     404: "Unknown service, card or model",
-    405: "Method not allowed",
+    409: "The change is not allowed in the model's current status",
     412: "Prefetch missing and no way to fetch it",
     413: "Body larger than COUNTERSIGN_MAX_BODY_BYTES",
     415: "Body is not application/json",
     429: "Rate limit: retry after the Retry-After seconds",
 }
-RATE_LIMITED_HEADERS = {"Retry-After": {"schema": {"type": "string"}, "description": "seconds"}}
-SERVICE_ID = {
-    "name": "service_id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string"},
-    "example": EXAMPLE_SERVICE,
+PAGE_ERROR_MEANING = {
+    400: "The launch cannot go on (page says why and offers a relaunch)",
+    401: "Not signed in: the launch page",
+    403: "Signed in without the role, or the EHR refused",
+    404: "Nothing to show: no such card, or nothing held for review on it",
+    409: "Already decided, or about a patient other than the one in context",
+    502: "The EHR's sign-in service could not be reached",
 }
-MODEL_ID = {
-    "name": "model_id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string"},
-    "example": EXAMPLE_SERVICE,
-}
-CARD_UUID = {
-    "name": "card_uuid",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string"},
-    "example": "00000000-0000-4000-8000-000000000000",
-}
-CDS_SECURITY = [{"cdsClientJwt": []}]
+RETRY_AFTER = {"Retry-After": {"schema": STRING, "description": "seconds"}}
 
 
-def _cds_errors(*statuses: int) -> dict[str, dict]:
-    responses = _errors(401, 429, *statuses)
-    responses["429"]["headers"] = RATE_LIMITED_HEADERS
-    return responses
+def _outcome(status: int) -> Reply:
+    return Reply(ERROR_MEANING[status], JSON, OperationOutcome, RETRY_AFTER if status == 429 else {})
 
+
+def _page_error(status: int) -> Reply:
+    return _page(PAGE_ERROR_MEANING[status])
+
+
+CDS = Group("CDS Hooks", _outcome, always=(401, 429), security=("cdsClientJwt",))
+API = Group("SMART app API", _outcome)
+APP = Group("SMART app", _page_error)
+OPERATIONS = Group("Operations")
+METRICS = Group("Operations", _outcome, security=("metricsToken",))
 
 ORDER_SELECT_EXAMPLE = {
     "hook": "order-select",
@@ -202,432 +444,204 @@ ORDER_SELECT_EXAMPLE = {
     },
 }
 
-PATHS: dict[str, Any] = {
-    "/cds-services": {
-        "get": {
-            "summary": "CDS Hooks discovery",
-            "operationId": "discovery",
-            "security": CDS_SECURITY,
-            "responses": {
-                "200": _json({"$ref": "#/components/schemas/Discovery"}, "The services offered"),
-                **_cds_errors(),
-            },
-        }
-    },
-    "/cds-services/{service_id}": {
-        "post": {
-            "summary": "Call a CDS service (a hook)",
-            "operationId": "callService",
-            "security": CDS_SECURITY,
-            "parameters": [SERVICE_ID],
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {"$ref": "#/components/schemas/HookRequest"},
-                        "example": ORDER_SELECT_EXAMPLE,
-                    }
-                },
-            },
-            "responses": {
-                "200": _json({"$ref": "#/components/schemas/CardsResponse"}, "Cards (possibly none)"),
-                **_cds_errors(400, 404, 412, 413, 415),
-            },
-        }
-    },
-    "/cds-services/{service_id}/feedback": {
-        "post": {
-            "summary": "Report what the clinician did with cards (accepted / overridden)",
-            "operationId": "feedback",
-            "security": CDS_SECURITY,
-            "parameters": [SERVICE_ID],
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/FeedbackRequest"}}},
-            },
-            "responses": {
-                "200": {"description": "Stored (idempotent: a resend is stored once)"},
-                **_cds_errors(400, 404, 413, 415),
-            },
-        }
-    },
-    "/api/models": {
-        "get": {
-            "summary": "The model catalogue",
-            "operationId": "listModels",
-            "responses": {"200": _json({"$ref": "#/components/schemas/ModelList"}, "Every model")},
-        }
-    },
-    "/api/models/{model_id}": {
-        "get": {
-            "summary": "One model: status, policy, HTI-1 source attributes, change history",
-            "operationId": "getModel",
-            "parameters": [MODEL_ID],
-            "responses": {
-                "200": _json({"$ref": "#/components/schemas/ModelDetail"}, "The model"),
-                **_errors(404),
-            },
-        }
-    },
-    "/api/models/{model_id}/status": {
-        "post": {
-            "summary": "Change control: set a model version's status (cmio or safety-officer)",
-            "operationId": "setModelStatus",
-            "description": "Signed-in SMART session with the X-CSRF-Token of that session; the approver is "
-            "the session's fhirUser. Recorded in the ledger and written back as AuditEvent E9 + Provenance.",
-            "parameters": [
-                MODEL_ID,
-                {"name": "X-CSRF-Token", "in": "header", "required": False, "schema": {"type": "string"}},
-            ],
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["status", "reason"],
-                            "properties": {
-                                "status": {"enum": ["active", "shadow", "paused", "retired"]},
-                                "reason": {"type": "string", "minLength": 1, "maxLength": 2000},
-                            },
-                        }
-                    }
-                },
-            },
-            "responses": {
-                "200": _json({"type": "object"}, "The change as recorded"),
-                **_errors(400, 401, 403, 404, 409),
-            },
-        }
-    },
-    "/app/": {
-        "get": {
-            "summary": "Model catalogue (any signed-in role)",
-            "operationId": "appCatalogue",
-            "responses": {"200": _html("The catalogue"), **_pages(401, 403)},
-        }
-    },
-    "/app/audit": {
-        "get": {
-            "summary": "Audit trail: ledger entries and chain verification (auditor, cmio, safety-officer)",
-            "operationId": "appAuditTrail",
-            "parameters": [
-                {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
-                for name in ("kind", "since", "until")
-            ],
-            "responses": {"200": _html("The audit trail"), **_pages(401, 403)},
-        }
-    },
-    "/app/safety": {
-        "get": {
-            "summary": "Safety dashboard from safety_summary() (cmio, safety-officer, auditor)",
-            "operationId": "appSafetyDashboard",
-            "responses": {"200": _html("The dashboard"), **_pages(401, 403)},
-        }
-    },
-    "/app/safety/report": {
-        "get": {
-            "summary": "Safety-event report form (clinician, cmio, safety-officer)",
-            "operationId": "appSafetyReportForm",
-            "parameters": [
-                {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
-                for name in ("card", "reported")
-            ],
-            "responses": {"200": _html("The form"), **_pages(401, 403)},
+ROUTES: dict[str, Operation] = {
+    "cds_hooks.discovery": Operation(
+        "discovery", "CDS Hooks discovery", CDS, {200: _json("The services offered", Discovery)}
+    ),
+    "cds_hooks.call_service": Operation(
+        "callService",
+        "Call a CDS service (a hook)",
+        CDS,
+        {200: _json("Cards (possibly none)", CardsResponse)},
+        errors=(400, 404, 412, 413, 415),
+        body=Body(HookRequest, example=ORDER_SELECT_EXAMPLE),
+    ),
+    "cds_hooks.feedback": Operation(
+        "feedback",
+        "Report what the clinician did with cards (accepted / overridden)",
+        CDS,
+        {200: Reply("Stored (idempotent: a resend is stored once)")},
+        errors=(400, 404, 413, 415),
+        body=Body(FeedbackRequest),
+    ),
+    "api.models": Operation("listModels", "The model catalogue", API, {200: _json("Every model", ModelList)}),
+    "api.model": Operation(
+        "getModel",
+        "One model: status, policy, HTI-1 source attributes, change history",
+        API,
+        {200: _json("The model", ModelDetail)},
+        errors=(404,),
+    ),
+    "api.model_status": Operation(
+        "setModelStatus",
+        "Change control: set a model version's status (cmio or safety-officer)",
+        API,
+        {200: _json("The change as recorded", StatusChange)},
+        errors=(400, 401, 403, 404, 409),
+        body=Body(StatusChangeRequest),
+        headers=("X-CSRF-Token",),
+        description="Signed-in SMART session with the X-CSRF-Token of that session; the approver is "
+        "the session's fhirUser. Recorded in the ledger and written back as AuditEvent E9 + Provenance.",
+    ),
+    "pages.catalogue": Operation(
+        "appCatalogue",
+        "Model catalogue (any signed-in role)",
+        APP,
+        {200: _page("The catalogue")},
+        errors=(401, 403),
+    ),
+    "pages.audit_trail": Operation(
+        "appAuditTrail",
+        "Audit trail: ledger entries and chain verification (auditor, cmio, safety-officer)",
+        APP,
+        {200: _page("The audit trail")},
+        errors=(401, 403),
+        query=("kind", "since", "until"),
+    ),
+    "pages.dashboard": Operation(
+        "appSafetyDashboard",
+        "Safety dashboard from safety_summary() (cmio, safety-officer, auditor)",
+        APP,
+        {200: _page("The dashboard")},
+        errors=(401, 403),
+    ),
+    "pages.report_form": Operation(
+        "appSafetyReportForm",
+        "Safety-event report form (clinician, cmio, safety-officer)",
+        APP,
+        {200: _page("The form")},
+        errors=(401, 403),
+        query=("card", "reported"),
+    ),
+    "pages.report": Operation(
+        "appSafetyReport",
+        "Report a safety event against a card (form post with the session's csrf_token)",
+        APP,
+        {303: _redirect("To the form, with the recorded event's number")},
+        errors=(400, 401, 403, 404),
+        body=_form("csrf_token", "card", "category", "severity", "occurred", "description"),
+    ),
+    "pages.patient_activity": Operation(
+        "appPatientActivity",
+        "Patient AI activity: our cards for the patient in context, the EHR's Provenance "
+        "and AuditEvents (any role)",
+        APP,
+        {200: _page("The patient's AI activity")},
+        errors=(401, 403),
+    ),
+    "pages.review": Operation(
+        "appReview",
+        "Clinician review page of a held high-risk draft (clinician, cmio)",
+        APP,
+        {200: _page("The draft and its sources, or the decision")},
+        errors=(401, 403, 404),
+    ),
+    "pages.sign_review": Operation(
+        "appReviewSign",
+        "Sign the edited draft: decision recorded, DocumentReference + AI-Provenance enqueued",
+        APP,
+        {303: _redirect("To the review page")},
+        errors=(400, 401, 403, 404, 409),
+        body=_form("csrf_token", "text"),
+    ),
+    "pages.reject_review": Operation(
+        "appReviewReject",
+        "Reject the draft with a reason: decision recorded, nothing written to the EHR",
+        APP,
+        {303: _redirect("To the review page")},
+        errors=(400, 401, 403, 404, 409),
+        body=_form("csrf_token", "reason", "comment"),
+    ),
+    "smart_launch.launch": Operation(
+        "appLaunch",
+        "SMART EHR launch (iss + launch), or the start page without them",
+        APP,
+        {200: _page("The start page"), 303: _redirect("To /app/authorize")},
+        errors=(400,),
+        query=("iss", "launch"),
+    ),
+    "smart_launch.standalone": Operation(
+        "appStandaloneLaunch",
+        "Standalone launch against the configured EHR",
+        APP,
+        {303: _redirect("To /app/authorize")},
+        errors=(400,),
+    ),
+    "smart_launch.authorize": Operation(
+        "appAuthorize",
+        "Send the browser to the EHR's authorization endpoint (or offer a new window)",
+        APP,
+        {200: _page("Cookies blocked: open in a new window"), 303: _redirect("To the EHR")},
+        errors=(400, 502),
+        query=("state", "window"),
+    ),
+    "smart_launch.callback": Operation(
+        "appCallback",
+        "SMART redirect URI: code exchange, id_token check, session",
+        APP,
+        {303: _redirect("To the catalogue")},
+        errors=(400, 403),
+        query=("state", "code", "error", "error_description"),
+    ),
+    "smart_launch.logout": Operation(
+        "appLogout",
+        "Sign out: the server-side tokens are deleted",
+        APP,
+        {200: _page("Signed out")},
+        errors=(403,),
+    ),
+    "pages.model_card": Operation(
+        "modelCardPage",
+        "Model card page",
+        APP,
+        {200: _page("The model card"), 404: _page("No such model")},
+    ),
+    "static": Operation(
+        "staticFile",
+        "The app's CSS, scripts and images",
+        APP,
+        {200: Reply("The file", "*/*"), 404: _page("No such file")},
+    ),
+    "health.healthz": Operation(
+        "healthz", "Liveness: the process answers", OPERATIONS, {200: _json("Alive", Health)}
+    ),
+    "health.readyz": Operation(
+        "readyz",
+        "Readiness: database reachable, migrations current, model registry valid",
+        OPERATIONS,
+        {
+            200: _json("Ready for traffic", Readiness),
+            503: _json("Not ready; failing checks named", Readiness),
         },
-        "post": {
-            "summary": "Report a safety event against a card (form post with the session's csrf_token)",
-            "operationId": "appSafetyReport",
-            "requestBody": _form(("csrf_token", "card", "category", "severity", "occurred", "description")),
-            "responses": {
-                "303": _redirect("To the form, with the recorded event's number"),
-                **_pages(400, 401, 403, 404),
-            },
+    ),
+    "metrics.metrics_endpoint": Operation(
+        "metrics",
+        "Prometheus metrics (text exposition format)",
+        METRICS,
+        {
+            200: Reply("Metrics", "text/plain", STRING),
+            401: Reply(
+                "No or wrong bearer token", "text/plain", STRING, {"WWW-Authenticate": {"schema": STRING}}
+            ),
+            404: Reply("Metrics disabled: COUNTERSIGN_METRICS_TOKEN is not set", "text/plain", STRING),
         },
-    },
-    "/app/patient": {
-        "get": {
-            "summary": "Patient AI activity: our cards for the patient in context, the EHR's Provenance "
-            "and AuditEvents (any role)",
-            "operationId": "appPatientActivity",
-            "responses": {"200": _html("The patient's AI activity"), **_pages(401, 403)},
-        }
-    },
-    "/app/reviews/{card_uuid}": {
-        "get": {
-            "summary": "Clinician review page of a held high-risk draft (clinician, cmio)",
-            "operationId": "appReview",
-            "parameters": [CARD_UUID],
-            "responses": {
-                "200": _html("The draft and its sources, or the decision"),
-                **_pages(401, 403, 404),
-            },
-        }
-    },
-    "/app/reviews/{card_uuid}/sign": {
-        "post": {
-            "summary": "Sign the edited draft: decision recorded, DocumentReference + AI-Provenance enqueued",
-            "operationId": "appReviewSign",
-            "parameters": [CARD_UUID],
-            "requestBody": _form(("csrf_token", "text")),
-            "responses": {"303": _redirect("To the review page"), **_pages(400, 401, 403, 404, 409)},
-        }
-    },
-    "/app/reviews/{card_uuid}/reject": {
-        "post": {
-            "summary": "Reject the draft with a reason: decision recorded, nothing written to the EHR",
-            "operationId": "appReviewReject",
-            "parameters": [CARD_UUID],
-            "requestBody": _form(("csrf_token", "reason", "comment")),
-            "responses": {"303": _redirect("To the review page"), **_pages(400, 401, 403, 404, 409)},
-        }
-    },
-    "/app/launch": {
-        "get": {
-            "summary": "SMART EHR launch (iss + launch), or the start page without them",
-            "operationId": "appLaunch",
-            "parameters": [
-                {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
-                for name in ("iss", "launch")
-            ],
-            "responses": {
-                "200": _html("The start page"),
-                "303": _redirect("To /app/authorize"),
-                **_pages(400),
-            },
-        }
-    },
-    "/app/launch/standalone": {
-        "post": {
-            "summary": "Standalone launch against the configured EHR",
-            "operationId": "appStandaloneLaunch",
-            "responses": {"303": _redirect("To /app/authorize"), **_pages(400)},
-        }
-    },
-    "/app/authorize": {
-        "get": {
-            "summary": "Send the browser to the EHR's authorization endpoint (or offer a new window)",
-            "operationId": "appAuthorize",
-            "parameters": [
-                {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
-                for name in ("state", "window")
-            ],
-            "responses": {
-                "200": _html("Cookies blocked: open in a new window"),
-                "303": _redirect("To the EHR"),
-                **_pages(400, 502),
-            },
-        }
-    },
-    "/app/callback": {
-        "get": {
-            "summary": "SMART redirect URI: code exchange, id_token check, session",
-            "operationId": "appCallback",
-            "parameters": [
-                {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
-                for name in ("state", "code", "error", "error_description")
-            ],
-            "responses": {"303": _redirect("To the catalogue"), **_pages(400, 403)},
-        }
-    },
-    "/app/logout": {
-        "post": {
-            "summary": "Sign out: the server-side tokens are deleted",
-            "operationId": "appLogout",
-            "responses": {"200": _html("Signed out"), **_pages(403)},
-        }
-    },
-    "/app/models/{model_id}": {
-        "get": {
-            "summary": "Model card page",
-            "operationId": "modelCardPage",
-            "parameters": [MODEL_ID],
-            "responses": {"200": _html("The model card"), "404": _html("No such model")},
-        }
-    },
-    "/static/{filename}": {
-        "get": {
-            "summary": "The app's CSS, scripts and images",
-            "operationId": "staticFile",
-            "parameters": [
-                {
-                    "name": "filename",
-                    "in": "path",
-                    "required": True,
-                    "schema": {"type": "string"},
-                    "example": "countersign.css",
-                }
-            ],
-            "responses": {
-                "200": {"description": "The file", "content": {"*/*": {"schema": {}}}},
-                "404": _html("No such file"),
-            },
-        }
-    },
-    "/healthz": {
-        "get": {
-            "summary": "Liveness: the process answers",
-            "operationId": "healthz",
-            "responses": {"200": _json({"$ref": "#/components/schemas/Health"}, "Alive")},
-        }
-    },
-    "/readyz": {
-        "get": {
-            "summary": "Readiness: database reachable, migrations current, model registry valid",
-            "operationId": "readyz",
-            "responses": {
-                "200": _json({"$ref": "#/components/schemas/Readiness"}, "Ready for traffic"),
-                "503": _json({"$ref": "#/components/schemas/Readiness"}, "Not ready; failing checks named"),
-            },
-        }
-    },
-    "/metrics": {
-        "get": {
-            "summary": "Prometheus metrics (text exposition format)",
-            "operationId": "metrics",
-            "responses": {
-                "200": {"description": "Metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}
-            },
-        }
-    },
-    "/openapi.json": {
-        "get": {
-            "summary": "This document",
-            "operationId": "openapi",
-            "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1 document")},
-        }
-    },
-}
-
-_STRING = {"type": "string"}
-_CODING = {"type": "object", "properties": {"system": _STRING, "code": _STRING, "display": _STRING}}
-SCHEMAS: dict[str, Any] = {
-    "OperationOutcome": {
-        "type": "object",
-        "required": ["resourceType", "issue"],
-        "properties": {
-            "resourceType": {"const": "OperationOutcome"},
-            "issue": {
-                "type": "array",
-                "minItems": 1,
-                "items": {
-                    "type": "object",
-                    "required": ["severity", "code"],
-                    "properties": {
-                        "severity": {"enum": ["fatal", "error", "warning", "information"]},
-                        "code": _STRING,
-                        "diagnostics": _STRING,
-                        "expression": {"type": "array", "items": _STRING},
-                    },
-                },
-            },
+    ),
+    "jwks.key_set": Operation(
+        "jwks",
+        "Our public keys (JWKS): the Provenance signing key and the SMART client's private_key_jwt keys",
+        OPERATIONS,
+        {200: _json("Every published key, public members only", JsonWebKeySet)},
+    ),
+    "jwks.key": Operation(
+        "jwk",
+        "One published public key, by kid",
+        OPERATIONS,
+        {
+            200: _json("The key, public members only", JsonWebKey),
+            404: Reply("No key with this kid", JSON, OperationOutcome),
         },
-    },
-    "Discovery": {
-        "type": "object",
-        "required": ["services"],
-        "properties": {
-            "services": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["hook", "description", "id"],
-                    "properties": {
-                        "hook": _STRING,
-                        "title": _STRING,
-                        "description": _STRING,
-                        "id": _STRING,
-                        "prefetch": {"type": "object", "additionalProperties": _STRING},
-                        "usageRequirements": _STRING,
-                    },
-                },
-            }
-        },
-    },
-    "Card": {
-        "type": "object",
-        "required": ["summary", "indicator", "source"],
-        "properties": {
-            "uuid": {"type": "string", "format": "uuid"},
-            "summary": {"type": "string", "maxLength": 140},
-            "detail": _STRING,
-            "indicator": {"enum": ["info", "warning", "critical"]},
-            "source": {
-                "type": "object",
-                "required": ["label"],
-                "properties": {"label": _STRING, "url": _STRING, "topic": _CODING},
-            },
-            "suggestions": {"type": "array", "items": {"type": "object", "required": ["label"]}},
-            "selectionBehavior": {"enum": ["at-most-one", "any"]},
-            "overrideReasons": {"type": "array", "items": _CODING},
-            "links": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["label", "url", "type"],
-                    "properties": {"label": _STRING, "url": _STRING, "type": {"enum": ["absolute", "smart"]}},
-                },
-            },
-        },
-    },
-    "CardsResponse": {
-        "type": "object",
-        "required": ["cards"],
-        "properties": {
-            "cards": {"type": "array", "items": {"$ref": "#/components/schemas/Card"}},
-            "systemActions": {"type": "array"},
-        },
-    },
-    "ModelSummary": {
-        "type": "object",
-        "required": ["id", "version", "name", "status", "kind", "intendedUse", "modelCard"],
-        "properties": {
-            "id": _STRING,
-            "version": _STRING,
-            "name": _STRING,
-            "status": {"enum": ["active", "shadow", "paused", "retired"]},
-            "kind": _STRING,
-            "intendedUse": _STRING,
-            "modelCard": _STRING,
-        },
-    },
-    "ModelList": {
-        "type": "object",
-        "required": ["models"],
-        "properties": {"models": {"type": "array", "items": {"$ref": "#/components/schemas/ModelSummary"}}},
-    },
-    "ModelDetail": {
-        "allOf": [
-            {"$ref": "#/components/schemas/ModelSummary"},
-            {
-                "type": "object",
-                "required": ["policy", "sourceAttributes", "history"],
-                "properties": {
-                    "policy": {"type": "object"},
-                    "sourceAttributes": {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "required": ["hti1", "attribute", "statement"],
-                            "properties": {"hti1": _STRING, "attribute": _STRING, "statement": _STRING},
-                        },
-                    },
-                    "history": {"type": "array", "items": {"type": "object"}},
-                },
-            },
-        ]
-    },
-    "Health": {"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}},
-    "Readiness": {
-        "type": "object",
-        "required": ["status", "checks"],
-        "properties": {
-            "status": {"enum": ["ready", "not-ready"]},
-            "checks": {
-                "type": "object",
-                "required": ["database", "migrations", "registry"],
-                "additionalProperties": {"enum": ["ok", "failed"]},
-            },
-        },
-    },
+    ),
+    "openapi.openapi_json": Operation(
+        "openapi", "This document", OPERATIONS, {200: _json("OpenAPI 3.1 document")}
+    ),
 }

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import jwt
 import requests
 
 from app.settings import DEFAULT_SCOPE, WriteBackServer
+from smart_launch.client_auth import ASSERTION_TYPE, client_assertion, read_private_key
 
-ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 RENEW_BEFORE_SECONDS = 30
 
 
@@ -53,17 +51,10 @@ class BackendServicesToken:
             self._token = None
 
     def assertion(self) -> str:
-        now = int(time.time())
-        claims = {
-            "iss": self.client_id,
-            "sub": self.client_id,
-            "aud": self.token_url,
-            "iat": now,
-            "exp": now + 300,
-            "jti": str(uuid.uuid4()),
-        }
-        key = self.private_key_path.read_bytes()
-        return jwt.encode(claims, key, algorithm=self.algorithm, headers={"kid": self.kid, "typ": "JWT"})
+        """The same SMART assertion the app's sign-in sends; the key file is read each time, so a
+        replaced key is used without a restart."""
+        key = read_private_key(self.private_key_path, self.algorithm, self.kid)
+        return client_assertion(key, self.client_id, self.token_url)
 
     def _fetch(self) -> tuple[str, float]:
         form = {

@@ -14,19 +14,22 @@ from pydantic import ValidationError
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from app.audit.outbox import CARD_SET, DECISION, SAFETY_EVENT, SIGNED_REVIEW
+from app.audit.outbox import CARD_SET, DECISION, SAFETY_EVENT, SIGNED_REVIEW, USER_AUTHENTICATION
 from app.audit.tables import CardDecision, CardSet, IssuedCard
 from app.governance.lifecycle import ModelChange
 from app.governance.model_card import ModelCard
 from app.review.tables import ReviewDecision
 from app.safety.events import SafetyEvent
+from app.security.sign_in_audit import SignInEvent
 from app.writeback.fhir_writer import DeliveryError, FhirWriter
 from app.writeback.references import KnownReferences
 from app.writeback.transaction_bundle import TransactionBundle
 from fhir_profiles.ai_output import CardSetFacts, ai_output_provenance, guidance_response, request_group
 from fhir_profiles.audit_events import (
+    Authentication,
     hook_call_audit_event,
     service_read_audit_event,
+    user_authentication_audit_event,
     write_back_audit_event,
 )
 from fhir_profiles.change_control import ModelChangeFacts, change_control_audit_event, change_provenance
@@ -39,6 +42,7 @@ from fhir_profiles.decisions import (
 from fhir_profiles.device import (
     CDS_SERVICE,
     GOVERNANCE_SERVICE,
+    SMART_APP,
     ai_device,
     model_identifier,
     service_device,
@@ -70,6 +74,8 @@ class Deliverer:
                     bundle = self._safety_event_bundle(session, record_id)
                 elif kind == SIGNED_REVIEW:
                     bundle = self._signed_review_bundle(session, record_id)
+                elif kind == USER_AUTHENTICATION:
+                    bundle = self._user_authentication_bundle(session, record_id, writer.server.key)
                 else:
                     bundle = self._model_change_bundle(session, record_id)
             except (ValidationError, KeyError, TypeError, ValueError) as error:
@@ -90,13 +96,6 @@ class Deliverer:
         identifier = model_identifier(key)
         return bundle.add(device, f"device.{key}", f"identifier={identifier['system']}|{key}")
 
-    @staticmethod
-    def _service(bundle: TransactionBundle, service_key: str) -> str:
-        """Countersign's own Device, created once on the server before its AuditEvents name it."""
-        identifier = service_identifier(service_key)
-        condition = f"identifier={identifier['system']}|{service_key}"
-        return bundle.add(service_device(service_key), f"service.{service_key}", condition)
-
     def _model_change_bundle(self, session: Session, change_id: int) -> TransactionBundle:
         bundle = TransactionBundle()
         change = session.get(ModelChange, change_id)
@@ -104,7 +103,7 @@ class Deliverer:
         facts = ModelChangeFacts(
             model_label=f"{model.name} {change.model_version}",
             device_ref=self._device(bundle, change.model_id, change.model_version),
-            service_ref=self._service(bundle, GOVERNANCE_SERVICE),
+            service_ref=add_service_device(bundle, GOVERNANCE_SERVICE),
             previous_status=change.previous_status,
             status=change.status,
             approver=change.approver,
@@ -133,6 +132,25 @@ class Deliverer:
             encounter_id=event.encounter_id,
         )
         bundle.add(adverse_event(report), f"safety-event.{event_id}.{event.card_uuid}")
+        return bundle
+
+    def _user_authentication_bundle(self, session: Session, event_id: int, server: str) -> TransactionBundle:
+        """A sign-in or session end: its AuditEvent and the SMART app's Device it names; no patient."""
+        bundle = TransactionBundle()
+        event = session.get(SignInEvent, event_id)
+        authentication = Authentication(
+            action=event.action,
+            occurred_at=event.occurred_at,
+            app_ref=add_service_device(bundle, SMART_APP),
+            refused=event.refused,
+            reason=event.reason,
+            user_ref=_user_reference(event.ehr, event.fhir_user, server),
+            role=event.role,
+            ehr=event.ehr,
+            session=event.session,
+        )
+        key = f"user-authentication.{event_id}.{event.occurred_at:%Y%m%dT%H%M%S%f}"
+        bundle.add(user_authentication_audit_event(authentication), key)
         return bundle
 
     def _signed_review_bundle(self, session: Session, review_id: int) -> TransactionBundle:
@@ -174,7 +192,7 @@ class Deliverer:
             encounter_id=card_set.encounter_id,
             user_id=card_set.user_id,
             device_ref=device_ref,
-            service_ref=self._service(bundle, CDS_SERVICE),
+            service_ref=add_service_device(bundle, CDS_SERVICE),
             model_version=f"{card_set.model_id}-{card_set.model_version}",
             issued_at=card_set.created_at,
             input_refs=tuple(card_set.input_refs),
@@ -244,9 +262,24 @@ class Deliverer:
                 bundle.add(audit, f"{step}.audit-event")
 
 
+def add_service_device(bundle: TransactionBundle, service_key: str) -> str:
+    """Countersign's own Device, created once on the server before anything there names it."""
+    identifier = service_identifier(service_key)
+    condition = f"identifier={identifier['system']}|{service_key}"
+    return bundle.add(service_device(service_key), f"service.{service_key}", condition)
+
+
 def decision_key(decision: CardDecision) -> str:
     """Where the delivery tag of every resource a decision writes starts (a card set's: its uuid)."""
     return f"decision.{decision.fingerprint[:32]}"
+
+
+def _user_reference(ehr: str | None, user: str | None, server: str) -> str | None:
+    """The EHR's user as ``server`` can follow it: relative when the EHR is that server, else the
+    absolute URL, which ``resolve_references`` turns into a logical reference."""
+    if user is None or ehr is None:
+        return None
+    return user if ehr == server else f"{ehr}/{user}"
 
 
 def _accepted_target(action: dict, suggestion_uuid: str, writer: FhirWriter) -> str:

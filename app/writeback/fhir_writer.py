@@ -88,6 +88,13 @@ class FhirWriter:
         url = f"{self.server.key}/{resource_type}"
         return self._call("GET", url, params=params, headers={"Cache-Control": "no-cache"})
 
+    def page(self, url: str) -> dict:
+        """A further page of a search, by the ``next`` link the server gave: only on this server,
+        so that our credentials never go anywhere else."""
+        if not url.startswith((f"{self.server.key}/", f"{self.server.key}?")):
+            raise DeliveryError("the next page is not on this server", permanent=True)
+        return self._call("GET", url, headers={"Cache-Control": "no-cache"})
+
     def _call(self, method: str, url: str, **kwargs: object) -> dict:
         try:
             headers = self._headers() | kwargs.pop("headers", {})

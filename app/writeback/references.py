@@ -22,7 +22,7 @@ from fhir_profiles.common import URI
 
 ID = r"[A-Za-z0-9\-.]{1,64}"
 LITERAL = re.compile(rf"^(?P<type>[A-Z][A-Za-z]+)/(?P<id>{ID})(?:/_history/{ID})?$")
-TYPE_IN_URL = re.compile(rf"(?:^|/)(?P<type>[A-Z][A-Za-z]+)/{ID}(?:/_history/{ID})?$")
+TYPE_IN_URL = re.compile(rf"(?:^|/)(?P<type>[A-Z][A-Za-z]+)/(?P<id>{ID})(?:/_history/{ID})?$")
 FOUND_SECONDS = 3600.0
 MISSING_SECONDS = 60.0
 IDS_PER_QUERY = 50

@@ -18,17 +18,41 @@ class TransactionBundle:
     entries: list[dict] = field(default_factory=list)
 
     def add(self, resource: dict, key: str, if_none_exist: str | None = None) -> str:
-        """Add a conditional create; returns the ``urn:uuid`` other entries reference it by."""
+        """Add a conditional create; returns the ``urn:uuid`` other entries reference it by. One
+        already in the Bundle on the same condition is that entry: the server would make it one."""
+        condition = if_none_exist or f"_tag={DELIVERY_TAG_SYSTEM}|{key}"
+        for entry in self.entries:
+            if entry["request"]["ifNoneExist"] == condition:
+                return entry["fullUrl"]
         full_url = f"urn:uuid:{uuid.uuid4()}"
         meta = resource.setdefault("meta", {})
         meta.setdefault("tag", []).append({"system": DELIVERY_TAG_SYSTEM, "code": key})
-        condition = if_none_exist or f"_tag={DELIVERY_TAG_SYSTEM}|{key}"
         request = {"method": "POST", "url": resource["resourceType"], "ifNoneExist": condition}
         self.entries.append({"fullUrl": full_url, "resource": resource, "request": request})
         return full_url
 
     def as_fhir(self) -> dict:
         return {"resourceType": "Bundle", "type": "transaction", "entry": self.entries}
+
+    def holds(self, resource_type: str) -> bool:
+        return any(entry["resource"]["resourceType"] == resource_type for entry in self.entries)
+
+    def split(self, resource_type: str) -> tuple[TransactionBundle, TransactionBundle]:
+        """The entries that neither are a ``resource_type`` nor point at one, directly or not, and
+        the others: the first part can be written without the second."""
+        by_url = {entry["fullUrl"]: entry for entry in self.entries}
+        marked = {url for url, entry in by_url.items() if entry["resource"]["resourceType"] == resource_type}
+        later = {entry["fullUrl"] for entry in self.entries if _needed(entry, by_url) & marked}
+        return (
+            TransactionBundle([entry for entry in self.entries if entry["fullUrl"] not in later]),
+            TransactionBundle([entry for entry in self.entries if entry["fullUrl"] in later]),
+        )
+
+    def redirected(self, aliases: dict[str, str]) -> TransactionBundle:
+        """A copy whose references to a key of ``aliases`` point at its value instead."""
+        return TransactionBundle(
+            [{**entry, "resource": _redirect(entry["resource"], aliases)} for entry in self.entries]
+        )
 
     @classmethod
     def combine(cls, bundles: list[TransactionBundle]) -> TransactionBundle:
@@ -44,7 +68,7 @@ class TransactionBundle:
                 continue
             kept[condition] = entry["fullUrl"]
             entries.append(entry)
-        return cls([{**entry, "resource": _redirect(entry["resource"], aliases)} for entry in entries])
+        return cls(entries).redirected(aliases)
 
     def parts(self) -> list[TransactionBundle]:
         """Each resource with the entries it points at, to be sent alone: when a server refuses one

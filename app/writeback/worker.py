@@ -1,11 +1,11 @@
 """Drains the outbox: in a thread of the web process by default, or as ``countersign worker``.
 
 Each round first sends the probes that are due to targets whose circuit breaker is open, then
-claims a batch from the other targets and writes each target's share as one transaction. A
-server fault (no answer, 5xx, 408, 429) is retried within the retry window and counted by the
-target's breaker; once the server did not take a request at all, the rest of that round's
-messages for it are handed back untried. Anything the server refuses (another 4xx) is isolated
-and dead-lettered at once.
+claims a batch from the other targets and writes each target's share as one transaction (two
+when it holds Provenances, which ``sender`` signs between them). A server fault (no answer, 5xx,
+408, 429) is retried within the retry window and counted by the target's breaker; once the server
+did not take a request at all, the rest of that round's messages for it are handed back untried.
+Anything the server refuses (another 4xx) is isolated and dead-lettered at once.
 """
 
 from __future__ import annotations
@@ -25,10 +25,12 @@ from app.audit.target_breaker import BreakerPolicy, TargetState
 from app.db import utcnow
 from app.governance.model_card import ModelCard
 from app.observability.metrics import OUTBOX_SETTLED
+from app.security.signing_key import signing_key
 from app.settings import Settings, WriteBackServer
 from app.writeback.delivery import Deliverer
 from app.writeback.fhir_writer import DeliveryError, FhirWriter
 from app.writeback.retry_policy import RetryPolicy
+from app.writeback.sender import Sender
 from app.writeback.transaction_bundle import TransactionBundle
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,7 @@ class OutboxWorker:
         self,
         engine: Engine,
         deliverer: Deliverer,
+        sender: Sender,
         servers: dict[str, WriteBackServer],
         *,
         batch_size: int = 20,
@@ -69,6 +72,7 @@ class OutboxWorker:
     ) -> None:
         self.engine = engine
         self.deliverer = deliverer
+        self.sender = sender
         self.writers = {key: FhirWriter(server) for key, server in servers.items()}
         self.batch_size = batch_size
         self.lease = lease
@@ -150,7 +154,7 @@ class OutboxWorker:
     def _send_batch(self, writer: FhirWriter, built: list[Built], attempt: Attempt) -> bool:
         """False when the batch must be split to find the message the server refused."""
         try:
-            writer.transaction(TransactionBundle.combine([bundle for _, bundle in built]).as_fhir())
+            self.sender.send(writer, TransactionBundle.combine([bundle for _, bundle in built]))
         except DeliveryError as error:
             attempt.learn(error)
             if not error.unanswered:
@@ -165,7 +169,7 @@ class OutboxWorker:
     def _send_each(self, writer: FhirWriter, built: list[Built], attempt: Attempt) -> None:
         for index, (message, bundle) in enumerate(built):
             try:
-                writer.transaction(bundle.as_fhir())
+                self.sender.send(writer, bundle)
             except DeliveryError as error:
                 attempt.learn(error)
                 if error.permanent and len(bundle.entries) > 1:
@@ -188,7 +192,7 @@ class OutboxWorker:
         issues: list[dict] = []
         for part in bundle.parts():
             try:
-                writer.transaction(part.as_fhir())
+                self.sender.send(writer, part)
             except DeliveryError as error:
                 if not error.permanent:
                     return error
@@ -274,6 +278,7 @@ def outbox_worker(settings: Settings, engine: Engine, models: dict[str, ModelCar
     return OutboxWorker(
         engine,
         Deliverer(engine, models, settings.base_url),
+        Sender(signing_key(settings)),
         {server.key: server for server in settings.writeback_servers},
         batch_size=settings.outbox_batch_size,
         lease=timedelta(seconds=settings.outbox_lease_seconds),

@@ -16,16 +16,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flask import Flask
+from pydantic import SecretStr
 from sqlalchemy import Engine
 
 from app import DATABASE_KEY, WORKER_KEY, create_app
 from app.migrate import upgrade
+from app.security.signing_key import ensure_signing_key
 from app.settings import Settings, WriteBackServer
 from app.writeback.worker import OutboxWorker
 from cds_hooks.auth import TrustedClient
 from sandbox.demo_client import ensure_key
 from sandbox.ehr.cds_client import ClientIdentity
 from sandbox.mock_ehr_auth.runner import BackgroundServer
+from smart_launch.sealing import generate_key
 
 ISSUER = "https://integration-check.countersign.local"
 KID = "integration-check-es384"
@@ -90,7 +93,8 @@ def running_countersign(server: WriteBackServer) -> Iterator[RunningCountersign]
 
 def _settings(workdir: Path, url: str, identity: ClientIdentity, server: WriteBackServer) -> Settings:
     """The environment's settings (a model endpoint, say), with everything the check depends on
-    replaced: its database, address, one trusted client, one write-back server, no SMART EHRs."""
+    replaced: its database, address, one trusted client, one write-back server, no SMART EHRs,
+    a throw-away data key and Provenance signing key (they go with the run, as the database does)."""
     return Settings().model_copy(
         update={
             "database_url": f"sqlite:///{workdir / 'countersign.db'}",
@@ -102,6 +106,8 @@ def _settings(workdir: Path, url: str, identity: ClientIdentity, server: WriteBa
             "outbox_in_process": False,
             "outbox_base_delay_seconds": 0.5,
             "smart_ehrs": [],
+            "data_keys": [SecretStr(generate_key())],
+            "signing_key_path": ensure_signing_key(workdir / "signing-key.pem"),
             "log_level": LOG_LEVEL,
         }
     )

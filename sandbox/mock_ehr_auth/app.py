@@ -1,4 +1,5 @@
-"""The mock EHR's HTTP face: SMART discovery, authorize, token, JWKS, launches, FHIR proxy, EHR page."""
+"""The mock EHR's HTTP face: SMART discovery, authorize, token, revoke, JWKS, launches, FHIR proxy,
+EHR page."""
 
 from __future__ import annotations
 
@@ -13,8 +14,22 @@ from authlib.oauth2.rfc6749.errors import OAuth2Error
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from flask import Flask, Response, jsonify, render_template_string, request
 
-from sandbox.mock_ehr_auth.grants import SmartOpenIdCode, SmartRequest, StrictPkce, code_grant, refresh_grant
-from sandbox.mock_ehr_auth.state import IssuedToken, LaunchContext, MockState, RecordedRequest
+from sandbox.mock_ehr_auth.assertions import ALGORITHMS, SmartClientAssertion
+from sandbox.mock_ehr_auth.grants import (
+    SmartOpenIdCode,
+    SmartRequest,
+    StrictPkce,
+    code_grant,
+    refresh_grant,
+    revocation_endpoint,
+)
+from sandbox.mock_ehr_auth.state import (
+    ASSERTION_METHOD,
+    IssuedToken,
+    LaunchContext,
+    MockState,
+    RecordedRequest,
+)
 
 CAPABILITIES = [
     "launch-ehr",
@@ -86,6 +101,10 @@ def create_mock_ehr(state: MockState) -> Flask:
             "capabilities": CAPABILITIES,
             "code_challenge_methods_supported": ["S256"] if state.knobs.advertise_s256 else [],
         }
+        if state.knobs.advertise_revocation:
+            document["revocation_endpoint"] = f"{state.public_url}/revoke"
+        if state.knobs.advertise_private_key_jwt:
+            _advertise_private_key_jwt(document)
         return jsonify(document)
 
     @app.get("/jwks")
@@ -108,6 +127,10 @@ def create_mock_ehr(state: MockState) -> Flask:
     @app.post("/token")
     def token() -> Response:
         return server.create_token_response()
+
+    @app.post("/revoke")
+    def revoke() -> Response:
+        return server.create_endpoint_response("revocation")
 
     @app.post("/launches")
     def create_launch() -> tuple[Response, int]:
@@ -163,6 +186,14 @@ def create_mock_ehr(state: MockState) -> Flask:
     return app
 
 
+def _advertise_private_key_jwt(document: dict) -> None:
+    """SMART's discovery of client-confidential-asymmetric: the capability, the method, the algorithms."""
+    document["capabilities"] = [*document["capabilities"], "client-confidential-asymmetric"]
+    methods = document["token_endpoint_auth_methods_supported"]
+    document["token_endpoint_auth_methods_supported"] = [*methods, "private_key_jwt"]
+    document["token_endpoint_auth_signing_alg_values_supported"] = ALGORITHMS
+
+
 def _cache_control() -> dict[str, str]:
     """The app's ``Cache-Control``, passed on: its ``no-cache`` must reach a server that answers
     repeated searches from a cache (HAPI, for 60 s), or the app reads a stale record."""
@@ -214,4 +245,6 @@ def _authorization_server(app: Flask, state: MockState) -> AuthorizationServer:
         code_grant(state), [StrictPkce(required=True), SmartRequest(state), SmartOpenIdCode(state)]
     )
     server.register_grant(refresh_grant(state))
+    server.register_endpoint(revocation_endpoint(state))
+    server.register_client_auth_method(ASSERTION_METHOD, SmartClientAssertion(state))
     return server

@@ -1,4 +1,5 @@
-"""Authlib grants with SMART's rules: strict PKCE, ``aud`` and ``launch`` checks, context, RS384 OIDC."""
+"""Authlib grants with SMART's rules: strict PKCE, ``aud`` and ``launch`` checks, context, RS384 OIDC;
+and RFC 7009 revocation."""
 
 from __future__ import annotations
 
@@ -8,13 +9,16 @@ from typing import ClassVar
 
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError
+from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import UserInfo
 from authlib.oidc.core.grants import OpenIDCode
 
-from sandbox.mock_ehr_auth.state import AuthCode, IssuedToken, MockState
+from sandbox.mock_ehr_auth.state import ASSERTION_METHOD, AuthCode, IssuedToken, MockState
 
 CODE_LIFETIME_SECONDS = 60
+#: At the token and revocation endpoints alike; each client may use only what it registered.
+CLIENT_AUTH_METHODS = ["none", "client_secret_basic", ASSERTION_METHOD]
 
 
 class StrictPkce(CodeChallenge):
@@ -108,7 +112,7 @@ def _tampered(id_token: str) -> str:
 
 def code_grant(state: MockState) -> type[grants.AuthorizationCodeGrant]:
     class SmartCodeGrant(grants.AuthorizationCodeGrant):
-        TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = ["none", "client_secret_basic"]
+        TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = CLIENT_AUTH_METHODS
 
         def save_authorization_code(self, code, request):
             data = request.payload.data
@@ -165,7 +169,7 @@ def _consume_launch(state: MockState, launch_id: str | None, scope: str) -> dict
 
 def refresh_grant(state: MockState) -> type[grants.RefreshTokenGrant]:
     class RotatingRefreshGrant(grants.RefreshTokenGrant):
-        TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = ["none", "client_secret_basic"]
+        TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = CLIENT_AUTH_METHODS
         INCLUDE_NEW_REFRESH_TOKEN = True
 
         def authenticate_refresh_token(self, refresh_token):
@@ -185,3 +189,23 @@ def refresh_grant(state: MockState) -> type[grants.RefreshTokenGrant]:
                 refresh_token.revoked = True
 
     return RotatingRefreshGrant
+
+
+def revocation_endpoint(state: MockState) -> type[RevocationEndpoint]:
+    class RecordingRevocation(RevocationEndpoint):
+        """Revoking either token of a grant revokes both; the token revoked is recorded for tests."""
+
+        CLIENT_AUTH_METHODS: ClassVar[list[str]] = CLIENT_AUTH_METHODS
+
+        def query_token(self, token_string: str, token_type_hint: str | None) -> IssuedToken | None:
+            with state.lock:
+                if token_type_hint == "access_token":
+                    return state.tokens.get(token_string)
+                return state.refresh_tokens.get(token_string) or state.tokens.get(token_string)
+
+        def revoke_token(self, token: IssuedToken, request) -> None:
+            with state.lock:
+                token.revoked = True
+                state.revoked.append(request.form["token"])
+
+    return RecordingRevocation

@@ -8,10 +8,13 @@ import time
 from dataclasses import dataclass, field
 
 from authlib.oauth2.rfc6749 import ClientMixin, TokenMixin
+from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from authlib.oidc.core import AuthorizationCodeMixin
 from joserfc.jwk import RSAKey
 
 SIGNING_KID = "mock-ehr-rs384"
+#: Authlib's server-side name for ``private_key_jwt``.
+ASSERTION_METHOD = JWTBearerClientAssertion.CLIENT_AUTH_METHOD
 
 
 @dataclass
@@ -26,6 +29,8 @@ class MockClient(ClientMixin):
     client_id: str
     redirect_uris: list[str]
     secret: str | None = None
+    jwks_uri: str | None = None
+    """Registered for ``private_key_jwt``: where the mock fetches the client's public keys."""
 
     def get_client_id(self) -> str:
         return self.client_id
@@ -43,7 +48,11 @@ class MockClient(ClientMixin):
         return self.secret is not None and secrets.compare_digest(client_secret, self.secret)
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
-        return method == ("client_secret_basic" if self.secret else "none")
+        """What the registration allows: a secret, a JWKS URL, both, or neither (a public client)."""
+        allowed = {"client_secret_basic"} if self.secret else set()
+        if self.jwks_uri:
+            allowed.add(ASSERTION_METHOD)
+        return method in (allowed or {"none"})
 
     def check_response_type(self, response_type: str) -> bool:
         return response_type == "code"
@@ -137,6 +146,8 @@ class Knobs:
     refuse_refresh: bool = False
     tamper_id_token: bool = False
     advertise_s256: bool = True
+    advertise_revocation: bool = True
+    advertise_private_key_jwt: bool = True
 
 
 @dataclass
@@ -162,6 +173,8 @@ class MockState:
         self.refresh_tokens: dict[str, IssuedToken] = {}
         self.requests: list[RecordedRequest] = []
         self.refresh_reuse = 0
+        self.revoked: list[str] = []
+        self.assertion_jtis: set[str] = set()
         self.knobs = Knobs()
         self.key = RSAKey.generate_key(2048, parameters={"kid": SIGNING_KID, "alg": "RS384", "use": "sig"})
         self.lock = threading.RLock()

@@ -1,4 +1,4 @@
-// Countersign's own profiles: every StructureDefinition in ../fhir_profiles/structure_definitions is
+// Countersign's own profiles: every StructureDefinition in the repository's fhir_profiles/structure_definitions is
 // loaded at start-up, and a resource whose meta.profile names one is checked against its
 // differential, as HAPI's validator checks a resource against a profile it knows: cardinality
 // (min/max), fixed[x], pattern[x], maxLength, constraints, allowed types of a choice element and of
@@ -12,7 +12,7 @@ import { compileConstraint, evaluate } from './fhirpath.mjs';
 import { core } from './medplum.mjs';
 import { resourceSchema, slotsOf } from './schema.mjs';
 
-export const PROFILE_DIRECTORY = fileURLToPath(new URL('../../fhir_profiles/structure_definitions/', import.meta.url));
+export const PROFILE_DIRECTORY = fileURLToPath(new URL('../../../../fhir_profiles/structure_definitions/', import.meta.url));
 const HL7_SD = 'http://hl7.org/fhir/StructureDefinition/';
 /** ElementDefinition properties that only document, or that we check: anything else is reported at start-up. */
 const UNDERSTOOD = new Set(

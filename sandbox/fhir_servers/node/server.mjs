@@ -42,7 +42,7 @@ const { HttpError, errorResponse, outcome } = await import('./lib/outcomes.mjs')
 const { preloadTerminology } = await import('./lib/validation.mjs');
 const { loadProfiles } = await import('./lib/profiles.mjs');
 preloadTerminology();
-loadProfiles(); // ../fhir_profiles/structure_definitions: Countersign's own profiles
+loadProfiles(); // fhir_profiles/structure_definitions: Countersign's own profiles
 
 const MAX_BODY = 64 * 1024 * 1024;
 const JSON_TYPES = new Set(['application/fhir+json', 'application/json', 'application/json+fhir', 'text/json']);

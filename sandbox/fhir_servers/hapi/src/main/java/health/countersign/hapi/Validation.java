@@ -42,9 +42,15 @@ public class Validation {
 		if (configured != null && !configured.isBlank()) {
 			return Path.of(configured);
 		}
-		// The jar is <repository>/hapi_server/target/countersign-hapi.jar.
+		// The jar lies inside the repository: the nearest folder above it holding fhir_profiles/.
 		Path jar = Path.of(HapiServer.class.getProtectionDomain().getCodeSource().getLocation().toURI());
-		return jar.getParent().getParent().getParent().resolve("fhir_profiles/structure_definitions");
+		for (Path folder = jar.getParent(); folder != null; folder = folder.getParent()) {
+			Path profiles = folder.resolve("fhir_profiles/structure_definitions");
+			if (Files.isDirectory(profiles)) {
+				return profiles;
+			}
+		}
+		throw new IllegalStateException("No fhir_profiles/structure_definitions above " + jar + "; set HAPI_PROFILES_DIR");
 	}
 
 	@Bean
