@@ -7,7 +7,13 @@ import json
 from datetime import UTC, datetime
 
 from fhir_profiles.ai_output import CardSetFacts, ai_output_provenance, guidance_response, request_group
-from fhir_profiles.audit_events import hook_call_audit_event, service_read_audit_event, write_back_audit_event
+from fhir_profiles.audit_events import (
+    Authentication,
+    hook_call_audit_event,
+    service_read_audit_event,
+    user_authentication_audit_event,
+    write_back_audit_event,
+)
 from fhir_profiles.change_control import ModelChangeFacts, change_control_audit_event
 from fhir_profiles.decisions import DecisionFacts, acceptance_provenance, override_provenance, override_task
 from fhir_profiles.device import ai_device
@@ -107,6 +113,17 @@ def local_profile_examples() -> list[dict]:
         write_back_audit_event("p1", "Provenance/x", FACTS.user_id, WHEN, FACTS.service_ref),
         override_task(FACTS, DECISION, "RequestGroup/r"),
         change_control_audit_event(CHANGE),
+        user_authentication_audit_event(
+            Authentication(
+                action="login",
+                occurred_at=WHEN,
+                app_ref="Device/app",
+                user_ref="Practitioner/cmio-1",
+                role="cmio",
+                ehr="https://ehr.example/fhir",
+                session="0123456789ab",
+            )
+        ),
     ]
 
 
