@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 import cds_hooks
 import smart_launch
 from app import observability
+from app.audit import ledger
 from app.db import DATABASE_KEY, INSTANCE_DIR, create_db_engine, default_database_url
 from app.governance.model_card import MODEL_CARDS_KEY, load_model_cards
 from app.pages import blueprint as pages
@@ -25,9 +26,10 @@ from app.writeback.worker import outbox_worker
 from cds_hooks.auth import ClientAuthenticator, KeySetCache
 from cds_hooks.prefetch import ReaderSettings
 
-__all__ = ["DATABASE_KEY", "WORKER_KEY", "create_app"]
+__all__ = ["DATABASE_KEY", "SEALER_KEY", "WORKER_KEY", "create_app"]
 STATIC_FOLDER = Path(__file__).resolve().parent.parent / "static"
 WORKER_KEY = "outbox_worker"
+SEALER_KEY = "ledger_sealer"
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -37,7 +39,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json = OrjsonProvider(app)
     app.config["COUNTERSIGN"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    engine = create_db_engine(settings.database_url or default_database_url())
+    engine = create_db_engine(settings.database_url or default_database_url(), settings.database_pool)
     app.extensions[DATABASE_KEY] = engine
     models = load_model_cards()
     app.extensions[MODEL_CARDS_KEY] = models
@@ -58,7 +60,17 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions[WORKER_KEY] = worker
     if settings.outbox_in_process and settings.writeback_servers:
         worker.start_in_background()
+    _start_ledger(app, settings, engine)
     return app
+
+
+def _start_ledger(app: Flask, settings: Settings, engine: Engine) -> None:
+    """Appends MAC with the keys bound to the engine; the sealer chains what they write."""
+    ledger.bind_keys(engine, ledger.ledger_keys(settings))
+    sealer = ledger.Sealer(engine, settings.ledger_seal_interval_seconds)
+    app.extensions[SEALER_KEY] = sealer
+    if settings.ledger_seal_in_process:
+        sealer.start_in_background()
 
 
 def _smart_config(settings: Settings, engine: Engine) -> smart_launch.SmartConfig:

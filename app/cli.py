@@ -13,8 +13,8 @@ from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
 from sqlalchemy import create_engine
 
-from app import DATABASE_KEY, WORKER_KEY, create_app
-from app.audit.ledger import verify_database
+from app import DATABASE_KEY, SEALER_KEY, WORKER_KEY, create_app
+from app.audit.ledger import seal_now, verify_from_checkpoint
 from app.audit.outbox_cli import outbox_group
 from app.db import default_database_url, utcnow
 from app.evaluation.card_file import measured_section, write_measured
@@ -134,19 +134,22 @@ def db_upgrade_command() -> None:
 
 
 @main.command("worker")
-@click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
+@click.option("--once", is_flag=True, help="Deliver what is due now and seal the ledger, then exit.")
 @MIGRATE_OPTION
 @with_appcontext
 def worker_command(once: bool, migrate: bool) -> None:
-    """Drain the write-back outbox (run several at scale; leases keep them apart).
+    """Drain the write-back outbox (run several at scale; leases keep them apart) and seal the
+    ledger (one sealer at a time across hosts).
 
     Refuses to start on a database whose schema is not current (see `countersign db upgrade`)."""
     prepare_schema(current_app.config["COUNTERSIGN"].database_url or default_database_url(), migrate)
     worker = current_app.extensions[WORKER_KEY]
     if once:
-        click.echo(f"settled {worker.run_once()} outbox messages")
+        sealed = seal_now(current_app.extensions[DATABASE_KEY])
+        click.echo(f"settled {worker.run_once()} outbox messages, sealed {sealed} ledger entries")
         return
-    click.echo(f"outbox worker {worker.owner} running (Ctrl-C stops it)")
+    current_app.extensions[SEALER_KEY].start_in_background()
+    click.echo(f"outbox worker {worker.owner} running, sealing the ledger (Ctrl-C stops it)")
     stop = threading.Event()
     try:
         worker.run_forever(stop)
@@ -311,16 +314,26 @@ def audit_group() -> None:
 
 
 @audit_group.command("verify")
+@click.option("--full", is_flag=True, help="Re-verify every entry, not only those after the checkpoint.")
 @with_appcontext
-def audit_verify_command() -> None:
-    """Walk the hash-chained ledger; exit 1 naming the first broken entry."""
-    with current_app.extensions[DATABASE_KEY].connect() as connection:
-        result = verify_database(connection)
-    if result.intact:
-        click.echo(f"ledger intact: {result.entries} entries")
-        return
-    click.echo(f"ledger broken at entry {result.broken_at}: {result.reason}", err=True)
-    raise SystemExit(1)
+def audit_verify_command(full: bool) -> None:
+    """Verify the ledger; exit 1 naming the first broken entry.
+
+    Checks the entries sealed since the last checkpoint (all of them with --full) against the
+    chain and its seals, every unsealed entry against its MAC, and every ledgered record for its
+    entry; then moves the checkpoint. Prints the last seal's position and hash: kept elsewhere,
+    they show later that nothing up to them was rewritten or cut off."""
+    result = verify_from_checkpoint(current_app.extensions[DATABASE_KEY], full, _progress)
+    if not result.intact:
+        click.echo(f"ledger broken at {result.broken_at}: {result.reason}", err=True)
+        raise SystemExit(1)
+    since = f" after the checkpoint at position {result.since}" if result.since else ""
+    click.echo(f"ledger intact: {result.entries} entries{since} ({result.unsealed} not sealed yet)")
+    click.echo(f"sealed head: position {result.position}, hash {result.head}")
+
+
+def _progress(entries: int) -> None:
+    click.echo(f"... {entries} entries verified", err=True)
 
 
 if __name__ == "__main__":

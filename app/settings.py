@@ -7,12 +7,14 @@ than at the first hook call.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.db import DEFAULT_POOL, PoolOptions
 from cds_hooks.auth import TrustedClient
 from smart_launch.client_auth import ClientKey, key_for
 from smart_launch.sealing import KEY_BYTES, decode_key
@@ -39,19 +41,24 @@ DEFAULT_SCOPE = " ".join(
 )
 
 
-def _data_key(key: SecretStr) -> SecretStr:
-    try:
-        decode_key(key.get_secret_value())
-    except ValueError:
-        raise ValueError(
-            f"COUNTERSIGN_DATA_KEYS: each key must be {KEY_BYTES} random bytes in base64url "
-            "(`countersign keys generate` prints one)"
-        ) from None
-    return key
+def _key_check(setting: str) -> Callable[[SecretStr], SecretStr]:
+    def check(key: SecretStr) -> SecretStr:
+        try:
+            decode_key(key.get_secret_value())
+        except ValueError:
+            raise ValueError(
+                f"{setting}: each key must be {KEY_BYTES} random bytes in base64url "
+                "(`countersign keys generate` prints one)"
+            ) from None
+        return key
+
+    return check
 
 
 #: A key that seals secrets at rest, kept as the operator wrote it and masked in every error.
-DataKey = Annotated[SecretStr, AfterValidator(_data_key)]
+DataKey = Annotated[SecretStr, AfterValidator(_key_check("COUNTERSIGN_DATA_KEYS"))]
+#: A key that MACs ledger entries and seals (``app.audit.ledger.keys``), masked the same way.
+LedgerKey = Annotated[SecretStr, AfterValidator(_key_check("COUNTERSIGN_LEDGER_KEYS"))]
 
 
 class WriteBackServer(BaseModel):
@@ -90,6 +97,12 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="COUNTERSIGN_", extra="ignore", hide_input_in_errors=True)
 
     database_url: str = ""
+    database_pool_size: int = Field(default=DEFAULT_POOL.size, ge=1)
+    database_max_overflow: int = Field(default=DEFAULT_POOL.overflow, ge=0)
+    database_prepared_statements: bool = DEFAULT_POOL.prepared_statements
+    #: Each worker re-checks (SQLite) or confirms its listener (PostgreSQL) this often; a change of
+    #: model status or a new override reaches every worker within twice this, hence at most 0.5.
+    governance_refresh_seconds: float = Field(default=0.25, gt=0, le=0.5)
     public_base_url: str = "http://localhost:8000"
     auth_disabled: bool = False
     trusted_clients: list[TrustedClient] = Field(default_factory=list)
@@ -134,12 +147,18 @@ class Settings(BaseSettings):
     deidentify_secret: SecretStr = SecretStr("")
     metrics_token: SecretStr = SecretStr("")
     data_keys: Annotated[list[DataKey], NoDecode] = Field(default_factory=list)
+    ledger_keys: Annotated[list[LedgerKey], NoDecode] = Field(default_factory=list)
+    #: Seal from a thread of each web process; the window an entry waits is at most about the
+    #: interval, and ``/readyz`` fails once the oldest unsealed entry has waited the limit.
+    ledger_seal_in_process: bool = True
+    ledger_seal_interval_seconds: float = Field(default=0.25, gt=0, le=1)
+    ledger_unsealed_limit_seconds: float = Field(default=10.0, gt=1)
     signing_key_path: Path | None = None
     signing_key_id: str | None = Field(default=None, min_length=1)
 
-    @field_validator("data_keys", mode="before")
+    @field_validator("data_keys", "ledger_keys", mode="before")
     @classmethod
-    def _split_data_keys(cls, value: object) -> object:
+    def _split_keys(cls, value: object) -> object:
         """Comma-separated, first key first; each one masked before it is checked, so that a
         validation error cannot print it."""
         if isinstance(value, str):
@@ -193,6 +212,12 @@ class Settings(BaseSettings):
         configured = {server.key for server in self.writeback_servers}
         candidate = (fhir_server or self.writeback_default_server or "").rstrip("/")
         return candidate if candidate in configured else None
+
+    @property
+    def database_pool(self) -> PoolOptions:
+        return PoolOptions(
+            self.database_pool_size, self.database_max_overflow, self.database_prepared_statements
+        )
 
     @property
     def base_url(self) -> str:

@@ -44,6 +44,7 @@ from smart_launch.tenants import SmartEhr, TokenEndpointAuthMethod
 
 STEPS = 7
 DATA_KEY_FILE = "data-key"
+LEDGER_KEY_FILE = "ledger-key"
 SIGNING_KEY_FILE = "provenance-signing-key.pem"
 QUIET_GUNICORN = {"loglevel": "warning"}
 
@@ -159,7 +160,8 @@ def _settings(
             "smart_ehrs": [*environment.smart_ehrs, smart_ehr],
             "smart_client_keys": [*environment.smart_client_keys, demo_smart.client_key(INSTANCE_DIR)],
             "smart_allow_http_loopback": True,
-            "data_keys": environment.data_keys or [demo_data_key(INSTANCE_DIR)],
+            "data_keys": environment.data_keys or [demo_key(INSTANCE_DIR / DATA_KEY_FILE)],
+            "ledger_keys": environment.ledger_keys or [demo_key(INSTANCE_DIR / LEDGER_KEY_FILE)],
             "signing_key_path": environment.signing_key_path
             or ensure_signing_key(INSTANCE_DIR / SIGNING_KEY_FILE),
             "metrics_token": environment.metrics_token or SecretStr(secrets.token_urlsafe(24)),
@@ -167,10 +169,9 @@ def _settings(
     )
 
 
-def demo_data_key(directory: Path) -> SecretStr:
-    """The demo's data key, made once and kept (mode 0600) so that a restarted demo still opens the
-    sessions it sealed."""
-    path = directory / DATA_KEY_FILE
+def demo_key(path: Path) -> SecretStr:
+    """A demo key (data or ledger), made once and kept (mode 0600) so that a restarted demo still
+    opens the sessions it sealed and verifies the ledger it wrote."""
     if not path.exists():
         write_private(path, generate_key().encode())
     return SecretStr(path.read_text().strip())

@@ -42,6 +42,11 @@ pytest_plugins = ["tests.sandbox_fixtures", "tests.hapi_fixture", "tests.fhir_pr
 #: set in the environment once, here, as an operator would.
 DATA_KEY = generate_key()
 os.environ["COUNTERSIGN_DATA_KEYS"] = DATA_KEY
+#: Likewise the key that MACs ledger entries. The apps seal only when a test asks (``seal_now``, or
+#: a ``Sealer`` of its own): a sealing thread per app would outlive its test and poll its database.
+LEDGER_KEY = generate_key()
+os.environ["COUNTERSIGN_LEDGER_KEYS"] = LEDGER_KEY
+os.environ["COUNTERSIGN_LEDGER_SEAL_IN_PROCESS"] = "false"
 #: Likewise the bearer token ``/metrics`` asks for; ``METRICS_AUTH`` is the scraper's header.
 METRICS_TOKEN = secrets.token_urlsafe(24)
 os.environ["COUNTERSIGN_METRICS_TOKEN"] = METRICS_TOKEN

@@ -21,7 +21,7 @@ import requests
 from playwright.sync_api import Page, expect, sync_playwright
 from sqlalchemy import create_engine, select
 
-from app import WORKER_KEY, create_app
+from app import SEALER_KEY, WORKER_KEY, create_app
 from app.audit.ledger import LedgerEntry
 from app.audit.tables import CardSet
 from app.migrate import upgrade
@@ -54,7 +54,8 @@ def stack(
     make_settings: Callable[..., Settings], fhir_server: str, identity: ClientIdentity
 ) -> Iterator[Stack]:
     """Countersign (localhost) registered with the mock EHR (127.0.0.1) that fronts the FHIR server,
-    and the sandbox EHR (127.0.0.1) as its CDS client and SMART launcher; outbox worker running."""
+    and the sandbox EHR (127.0.0.1) as its CDS client and SMART launcher; outbox worker and ledger
+    sealer running."""
     secret = secrets.token_urlsafe(24)
     port = free_port()
     app_url = f"http://localhost:{port}"
@@ -72,12 +73,14 @@ def stack(
         upgrade(settings.database_url)
         countersign = create_app(settings)
         stop_worker = countersign.extensions[WORKER_KEY].start_in_background()
+        stop_sealer = countersign.extensions[SEALER_KEY].start_in_background()
         launcher = demo_smart.launcher(auth.state.public_url, app_url)
         sandbox = SandboxConfig(fhir_server, f"{app_url}/cds-services", identity, launcher=launcher)
         with BackgroundServer(countersign, "127.0.0.1", port):
             ehr.serve(create_sandbox_app(sandbox))
             yield Stack(ehr.url, settings.database_url)
             stop_worker.set()
+            stop_sealer.set()
             ehr.stop()
 
 

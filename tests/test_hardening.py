@@ -113,7 +113,8 @@ def test_readyz_is_ready_on_a_migrated_database(client):
     assert response.status_code == 200
     assert response.get_json() == {
         "status": "ready",
-        "checks": {"database": "ok", "migrations": "ok", "registry": "ok"},
+        "checks": {"database": "ok", "migrations": "ok", "registry": "ok", "ledger": "ok"},
+        "ledger": {"limit_seconds": 10.0, "unsealed_entries": 0, "oldest_unsealed_seconds": 0.0},
     }
 
 

@@ -59,6 +59,7 @@ def fuzzed_app(tmp_path_factory, client_jwks):
             trusted_clients=[TrustedClient(iss=ISSUER, jwks=client_jwks)],
             rate_limit_per_minute=10**6,
             rate_limit_burst=10**6,
+            ledger_seal_in_process=True,  # as in production: /readyz fails once entries stay unsealed
         )
     )
 

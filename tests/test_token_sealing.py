@@ -20,7 +20,7 @@ from app import DATABASE_KEY
 from app.cli import main
 from app.security.data_keys import DataKeysMissing
 from app.settings import Settings
-from sandbox.demo import demo_data_key
+from sandbox.demo import DATA_KEY_FILE, demo_key
 from sandbox.mock_ehr_auth import MockEhr
 from smart_launch.sealing import Sealer, Unsealable, decode_key, generate_key
 from smart_launch.session import COOKIE_NAME
@@ -207,7 +207,7 @@ def test_a_sealed_value_names_its_key_and_opens_only_for_its_row():
 
 
 def test_the_demo_keeps_its_data_key_private_and_across_restarts(tmp_path):
-    first = demo_data_key(tmp_path)
+    first = demo_key(tmp_path / DATA_KEY_FILE)
     assert stat.S_IMODE((tmp_path / "data-key").stat().st_mode) == 0o600
-    assert demo_data_key(tmp_path).get_secret_value() == first.get_secret_value()
+    assert demo_key(tmp_path / DATA_KEY_FILE).get_secret_value() == first.get_secret_value()
     assert len(decode_key(first.get_secret_value())) == 32

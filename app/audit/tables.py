@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import JSON, Column, DateTime
 from sqlmodel import Field, SQLModel
 
+from app.audit.ledger import ledgered
 from app.db import as_utc, utcnow
 
 
@@ -18,6 +19,7 @@ def _timestamp(*, index: bool = False) -> Column:
     return Column(DateTime(timezone=True), nullable=False, index=index)
 
 
+@ledgered
 class CardSet(SQLModel, table=True):
     """One response to one hook call, including responses with no card."""
 
@@ -57,6 +59,7 @@ class IssuedCard(SQLModel, table=True):
     held_for_review: list[dict] = Field(default_factory=list, sa_column=_json())
 
 
+@ledgered
 class CardDecision(SQLModel, table=True):
     """A clinician's accept or override of a card; a resent item is stored once (fingerprint)."""
 

@@ -14,6 +14,7 @@ from sqlalchemy import Engine, insert
 from app.audit import ledger, outbox
 from app.audit.outbox import MODEL_CHANGE
 from app.db import utcnow
+from app.governance.cache import signal_change
 from app.governance.lifecycle import ModelChange, current_status
 from app.governance.model_card import ModelCard
 
@@ -73,8 +74,12 @@ def change_status(
             "changed_at": utcnow(),
         }
         change_id = connection.execute(insert(ModelChange).returning(ModelChange.id), change).scalar_one()
+        signal_change(connection)
         ledger.append(
-            connection, "model-status-changed", change | {"changed_at": change["changed_at"].isoformat()}
+            connection,
+            "model-status-changed",
+            change | {"changed_at": change["changed_at"].isoformat()},
+            about=(ModelChange, change_id),
         )
         if writeback_target is not None:
             outbox.enqueue(connection, MODEL_CHANGE, change_id, writeback_target)

@@ -2,8 +2,9 @@
 
 ``active`` answers with cards; ``shadow`` runs and records what it would have said but shows
 nothing (silent validation before go-live); ``paused`` and ``retired`` do not run, and each
-invocation is recorded as suppressed. The status is read from the database on every call, so a
-pause takes effect on every worker at once.
+invocation is recorded as suppressed. The hook path reads the status through each worker's
+governance cache (``app.governance.cache``), which every change invalidates on every worker, so
+a pause takes effect everywhere within a second.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from datetime import datetime
 from sqlalchemy import Column, Connection, DateTime, bindparam, select
 from sqlmodel import Field, SQLModel
 
+from app.audit.ledger import ledgered
 from app.db import utcnow
 from app.governance.model_card import ModelCard
 
 
+@ledgered
 class ModelChange(SQLModel, table=True):
     """One approved change of a model version's status; the table is its version history."""
 

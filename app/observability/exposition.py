@@ -1,10 +1,11 @@
-"""``/metrics``: this process's (or every gunicorn worker's) metrics plus outbox state from the database.
+"""``/metrics``: this process's (or every gunicorn worker's) metrics plus outbox and ledger state
+from the database.
 
 Under gunicorn each worker is its own process, so counters are kept in files under
 ``PROMETHEUS_MULTIPROC_DIR`` and summed at scrape time (prometheus-client's multiprocess mode);
-``countersign serve`` sets that up. Outbox depth, delivery lag, dead letters and the write-back
-targets' circuit breakers are read from the database on each scrape, so they are true for every
-web process and separate ``countersign worker``.
+``countersign serve`` sets that up. Outbox depth, delivery lag, dead letters, the write-back
+targets' circuit breakers and the ledger entries waiting for their seal are read from the
+database on each scrape, so they are true for every web process and separate ``countersign worker``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
 from app.audit import outbox_report
+from app.audit.ledger import unsealed_backlog
 from app.audit.outbox import DEAD, PENDING
 from app.db import utcnow
 from app.observability.metrics import CIRCUIT_STATES
@@ -75,6 +77,28 @@ class OutboxCollector(Collector):
         yield from (dead, lag, breaker)
 
 
+class LedgerCollector(Collector):
+    """The unsealed window: entries not yet chained, and how long the oldest has waited."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[Metric]:
+        with self.engine.connect() as connection:
+            backlog = unsealed_backlog(connection)
+        yield GaugeMetricFamily(
+            "countersign_ledger_unsealed_entries",
+            "Ledger entries committed but not yet chained and sealed.",
+            value=backlog.entries,
+        )
+        yield GaugeMetricFamily(
+            "countersign_ledger_oldest_unsealed_seconds",
+            "Age of the oldest ledger entry still waiting for its seal (0 when none): the window in "
+            "which only its MAC and its record vouch for it.",
+            value=backlog.age(utcnow()),
+        )
+
+
 class _ProcessCollector(Collector):
     """This process's own registry, when there are no worker processes to sum."""
 
@@ -90,6 +114,7 @@ def render(engine: Engine, targets: Iterable[str] = ()) -> bytes:
     else:
         registry.register(_ProcessCollector())
     registry.register(OutboxCollector(engine, targets))
+    registry.register(LedgerCollector(engine))
     return generate_latest(registry)
 
 

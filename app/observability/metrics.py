@@ -3,7 +3,8 @@
 Labels take values from closed sets only (service ids, hooks, indicators, reason codes), never
 from request data, so a client cannot blow up the series count and no label can carry PHI.
 Counters live in the process (or in ``PROMETHEUS_MULTIPROC_DIR`` under gunicorn; see
-``exposition``); outbox depth and lag are read from the database at scrape time instead.
+``exposition``); outbox depth and lag, and the ledger's unsealed backlog
+(``countersign_ledger_oldest_unsealed_seconds``), are read from the database at scrape time instead.
 """
 
 from __future__ import annotations

@@ -123,7 +123,9 @@ def sign(
         review.text_sha256 = hashlib.sha256(cleaned.encode()).hexdigest()
         review.edited = cleaned != draft.text.strip()
         session.flush()
-        ledger.append(session.connection(), "review-signed", _review_entry(review))
+        ledger.append(
+            session.connection(), "review-signed", _review_entry(review), about=(ReviewDecision, review.id)
+        )
         target = writeback_target(draft.fhir_server)
         if target is not None:
             outbox.enqueue(session.connection(), outbox.SIGNED_REVIEW, review.id, target)
@@ -148,7 +150,9 @@ def reject(engine: Engine, card_uuid: str, reason: str, comment: str, *, reviewe
         )
         review = _record(session, draft, feedback, reviewer)
         session.flush()
-        ledger.append(session.connection(), "review-rejected", _review_entry(review))
+        ledger.append(
+            session.connection(), "review-rejected", _review_entry(review), about=(ReviewDecision, review.id)
+        )
     return review
 
 
@@ -164,7 +168,9 @@ def _undecided(session: Session, card_uuid: str) -> HeldDraft:
 def _record(session: Session, draft: HeldDraft, feedback: FeedbackItem, reviewer: str) -> ReviewDecision:
     [(decision, card_set)] = add_decisions(session, draft.service_id, [feedback])
     session.flush()
-    ledger.append(session.connection(), "decision-recorded", decision_entry(decision))
+    ledger.append(
+        session.connection(), "decision-recorded", decision_entry(decision), about=(CardDecision, decision.id)
+    )
     review = ReviewDecision(
         card_uuid=draft.card_uuid,
         decision_id=decision.id,

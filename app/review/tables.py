@@ -7,7 +7,10 @@ from datetime import datetime
 from sqlalchemy import Column, DateTime
 from sqlmodel import Field, SQLModel
 
+from app.audit.ledger import ledgered
 
+
+@ledgered
 class ReviewDecision(SQLModel, table=True):
     """One review of one held card: signed (with the clinician's text) or rejected (no text).
 

@@ -24,6 +24,7 @@ CATEGORIES = ("product-problem", "product-use-error", "wrong-dose", "incorrect-p
 REPORTER = re.compile(r"^(Practitioner|PractitionerRole)/[A-Za-z0-9\-.]{1,64}$")
 
 
+@ledger.ledgered
 class SafetyEvent(SQLModel, table=True):
     __tablename__ = "safety_event"
 
@@ -96,7 +97,12 @@ def report_safety_event(
             "detected_at": utcnow(),
         }
         event_id = connection.execute(insert(SafetyEvent).returning(SafetyEvent.id), event).scalar_one()
-        ledger.append(connection, "safety-event-reported", _ledger_content(event_id, event))
+        ledger.append(
+            connection,
+            "safety-event-reported",
+            _ledger_content(event_id, event),
+            about=(SafetyEvent, event_id),
+        )
         target = writeback_target(found.fhir_server)
         if target is not None:
             outbox.enqueue(connection, outbox.SAFETY_EVENT, event_id, target)

@@ -24,6 +24,7 @@ from smart_launch.sign_out import SIGN_OUT
 LOGIN, LOGOUT = "login", "logout"
 
 
+@ledger.ledgered
 class SignInEvent(SQLModel, table=True):
     """One sign-in (``login``, possibly refused) or session end (``logout``)."""
 
@@ -74,6 +75,7 @@ def _record(app: Flask, kind: str, facts: dict) -> None:
             connection,
             kind,
             {"sign_in_event": event_id} | event | {"occurred_at": event["occurred_at"].isoformat()},
+            about=(SignInEvent, event_id),
         )
         target = _writeback_target(app.config["COUNTERSIGN"], event["ehr"])
         if target is not None:

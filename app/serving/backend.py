@@ -9,8 +9,10 @@ from sqlalchemy import Engine
 
 from app.audit import ledger, outbox
 from app.audit.outbox import CARD_SET, DECISION
+from app.audit.tables import CardDecision, CardSet
 from app.db import retrying, transaction, utcnow
 from app.engines.base import PatientData
+from app.governance.cache import governance_cache
 from app.governance.guardrails import GovernedAdvice, apply_guardrails
 from app.governance.lifecycle import current_status
 from app.governance.policy import outside_intended_use
@@ -44,6 +46,7 @@ class GovernedBackend:
         self.settings = settings
         self.base_url = settings.base_url
         self._replay_guard = DatabaseReplayGuard()
+        self.governance = governance_cache(engine, settings.governance_refresh_seconds)
         self._descriptors = [d for s in catalogue.values() for d in s.descriptors()]
 
     def descriptors(self) -> list[ServiceDescriptor]:
@@ -62,12 +65,7 @@ class GovernedBackend:
             draft_orders=call.context.draft_orders,
             selections=call.context.selections,
         )
-        with self.engine.connect() as connection:
-            status = current_status(connection, service.model)
-            since = utcnow() - timedelta(hours=policy.override_suppression_hours)
-            overridden = recent_override_rules(
-                connection, service.id, call.context.patient_id, call.context.user_id, since
-            )
+        status, overridden = self._governance_reads(service, call)
         if status in ("paused", "retired"):
             return GovernedAdvice(disposition=status)
         outside = outside_intended_use(policy, call.request.hook, data)
@@ -78,6 +76,20 @@ class GovernedBackend:
             suggested = service.engine.suggest(data)
         governed = apply_guardrails(policy, suggested, data, overridden)
         return replace(governed, disposition="shadow") if status == "shadow" else governed
+
+    def _governance_reads(self, service: GovernedService, call: HookCall) -> tuple[str, set[str]]:
+        """The model's status and the rules this clinician recently overrode for this patient, from
+        this process's cache: no database round trip while neither has changed."""
+        model, patient, user = service.model, call.context.patient_id, call.context.user_id
+        window = timedelta(hours=model.policy.override_suppression_hours)
+        with self.governance.reading() as read:
+            status = read(("status", model.id, model.version), lambda c: current_status(c, model))
+            overrides = read(
+                ("overrides", service.id, patient, user),
+                lambda c: recent_override_rules(c, service.id, patient, user, utcnow() - window),
+            )
+        since = utcnow() - window
+        return status, {rule for rule, overridden_at in overrides.items() if overridden_at >= since}
 
     def app_launch_url(self) -> str:
         return f"{self.base_url}/app/launch"
@@ -106,7 +118,7 @@ class GovernedBackend:
             if call.client is not None:
                 self._replay_guard.spend(connection, call.client)
             card_set_id = record.insert(connection)
-            ledger.append(connection, kind, entry)
+            ledger.append(connection, kind, entry, about=(CardSet, card_set_id))
             if target is not None:
                 outbox.enqueue(connection, CARD_SET, card_set_id, target)
         metrics.record_disposition(call.service_id, call.request.hook, advice, len(cards))
@@ -122,7 +134,8 @@ class GovernedBackend:
             session.flush()
             connection = session.connection()
             for decision, card_set in decisions:
-                ledger.append(connection, "decision-recorded", decision_entry(decision))
+                entry = decision_entry(decision)
+                ledger.append(connection, "decision-recorded", entry, about=(CardDecision, decision.id))
                 target = self.settings.writeback_target(card_set.fhir_server)
                 if target is not None:
                     outbox.enqueue(connection, DECISION, decision.id, target)

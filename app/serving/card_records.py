@@ -8,11 +8,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, insert
+from sqlalchemy import Connection, bindparam, func, insert
 from sqlmodel import Session, select
 
 from app.audit.tables import CardDecision, CardSet, IssuedCard
-from app.db import utcnow
+from app.db import as_utc, utcnow
+from app.governance.cache import signal_change
 from app.governance.model_card import ModelCard
 from cds_hooks.advice import AdviceSet
 from cds_hooks.backend import HookCall, UnknownCards, UnknownSuggestions
@@ -22,11 +23,13 @@ from cds_hooks.models import FeedbackItem
 # Statements built once: the hook path runs them on every call.
 INSERT_CARD_SET = insert(CardSet).returning(CardSet.id)
 INSERT_ISSUED_CARDS = insert(IssuedCard)
-RECENT_OVERRIDES = select(CardDecision.card_uuid).where(
-    CardDecision.received_at >= bindparam("since"), CardDecision.outcome == "overridden"
+RECENT_OVERRIDES = (
+    select(CardDecision.card_uuid, func.max(CardDecision.received_at))
+    .where(CardDecision.received_at >= bindparam("since"), CardDecision.outcome == "overridden")
+    .group_by(CardDecision.card_uuid)
 )
 OVERRIDDEN_RULES = (
-    select(IssuedCard.rule_id)
+    select(IssuedCard.uuid, IssuedCard.rule_id)
     .join(CardSet, CardSet.id == IssuedCard.card_set_id)
     .where(
         IssuedCard.uuid.in_(bindparam("uuids", expanding=True)),
@@ -107,6 +110,8 @@ def add_decisions(
     )
     new = [decision for key, decision in decisions.items() if key not in stored]
     session.add_all(new)
+    if any(decision.outcome == "overridden" for decision in new):
+        signal_change(session.connection())
     card_sets = {card.uuid: session.get(CardSet, card.card_set_id) for card in cards.values()}
     return [(decision, card_sets[decision.card_uuid]) for decision in new]
 
@@ -178,14 +183,19 @@ def decision_entry(decision: CardDecision) -> dict:
 
 def recent_override_rules(
     connection: Connection, service_id: str, patient_id: str, user_id: str, since: datetime
-) -> set[str]:
-    """Rules whose cards this clinician overrode for this patient since ``since`` (alert fatigue).
+) -> dict[str, datetime]:
+    """Rules whose cards this clinician overrode for this patient since ``since`` (alert fatigue),
+    each with its latest override, so that a cached answer stays exact as the window moves on.
 
     Starts from the few recent overrides (indexed by time), never from the patient's whole history,
     so the cost on the hook path does not grow with the number of cards a patient has had.
     """
-    recent = connection.execute(RECENT_OVERRIDES, {"since": since}).scalars().all()
+    recent = dict(connection.execute(RECENT_OVERRIDES, {"since": since}).all())
     if not recent:
-        return set()
-    parameters = {"uuids": recent, "service_id": service_id, "patient_id": patient_id, "user_id": user_id}
-    return set(connection.execute(OVERRIDDEN_RULES, parameters).scalars())
+        return {}
+    parameters = {"uuids": [*recent], "service_id": service_id, "patient_id": patient_id, "user_id": user_id}
+    latest: dict[str, datetime] = {}
+    for card_uuid, rule in connection.execute(OVERRIDDEN_RULES, parameters):
+        overridden_at = as_utc(recent[card_uuid])
+        latest[rule] = max(overridden_at, latest.get(rule, overridden_at))
+    return latest

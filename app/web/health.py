@@ -1,8 +1,10 @@
 """Liveness and readiness probes for the orchestrator and the load balancer.
 
 ``/healthz`` says only that the process answers (restart it if not). ``/readyz`` says whether it
-should get traffic: the database answers, its schema is at the newest migration, and the model
-cards on disk still validate and cover every model this process serves. Failures name the check,
+should get traffic: the database answers, its schema is at the newest migration, the model cards
+on disk still validate and cover every model this process serves, and no ledger entry has waited
+for its seal longer than ``COUNTERSIGN_LEDGER_UNSEALED_LIMIT_SECONDS`` (no sealer keeps up: the
+window in which a deleted entry is caught only by its record grows). Failures name the check,
 never the error text (a database error can quote its URL).
 """
 
@@ -16,7 +18,8 @@ from ruamel.yaml import YAMLError
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.db import DATABASE_KEY
+from app.audit.ledger import unsealed_backlog
+from app.db import DATABASE_KEY, utcnow
 from app.files.validated import InvalidFile
 from app.governance.model_card import MODEL_CARDS_KEY, load_model_cards
 from app.migrate import is_current
@@ -33,13 +36,16 @@ def healthz() -> Response:
 @bp.get("/readyz")
 def readyz() -> Response:
     engine: Engine = current_app.extensions[DATABASE_KEY]
+    limit = current_app.config["COUNTERSIGN"].ledger_unsealed_limit_seconds
+    sealing: dict = {"limit_seconds": limit}
     checks = {
         "database": _check("database", lambda: _database_answers(engine)),
         "migrations": _check("migrations", lambda: is_current(engine)),
         "registry": _check("registry", _registry_valid),
+        "ledger": _check("ledger", lambda: _sealed_in_time(engine, sealing)),
     }
     ready = all(result == "ok" for result in checks.values())
-    response = jsonify({"status": "ready" if ready else "not-ready", "checks": checks})
+    response = jsonify({"status": "ready" if ready else "not-ready", "checks": checks, "ledger": sealing})
     response.status_code = 200 if ready else 503
     return response
 
@@ -55,6 +61,18 @@ def _check(name: str, probe: Callable[[], bool]) -> str:
 def _database_answers(engine: Engine) -> bool:
     with engine.connect() as connection:
         return connection.execute(text("SELECT 1")).scalar() == 1
+
+
+def _sealed_in_time(engine: Engine, report: dict) -> bool:
+    """Fills ``report`` with the unsealed backlog; past the limit it says why the check fails."""
+    with engine.connect() as connection:
+        backlog = unsealed_backlog(connection)
+    age = backlog.age(utcnow())
+    report |= {"unsealed_entries": backlog.entries, "oldest_unsealed_seconds": round(age, 3)}
+    if age <= report["limit_seconds"]:
+        return True
+    report["reason"] = "ledger entries wait longer than the limit for their seal: is a sealer running?"
+    return False
 
 
 def _registry_valid() -> bool:
