@@ -42,8 +42,9 @@ test: install $(TEST_STAMP) lint $(HAPI_JAR)
 	npm test --prefix sandbox/fhir_servers/node
 	$(BIN)/python -m pytest
 
+# 10 to 15 minutes on 2 cores; needs the PostgreSQL of COUNTERSIGN_BENCH_POSTGRES_URL (default: the tests' one).
 bench: install
-	$(BIN)/python -m bench.hooks --write docs/PERFORMANCE.md
+	$(BIN)/python -m bench.hooks --long --write docs/PERFORMANCE.md
 	$(BIN)/python -m bench.phases --append docs/PERFORMANCE.md
 	$(BIN)/python -m bench.outbox --append docs/PERFORMANCE.md
 

@@ -34,6 +34,7 @@ from app.migrate import upgrade
 from app.security.signing_key import ensure_signing_key
 from app.settings import Settings, WriteBackServer
 from app.writeback.worker import outbox_worker
+from bench.counting import DatabaseWork, database_work
 from cds_hooks.auth import TrustedClient
 from sandbox.fhir_test_server import FhirTestServer
 from sandbox.hapi_server import HapiServer
@@ -52,6 +53,8 @@ class Drained:
     delivered: int
     dead: int
     elapsed: float
+    #: What the workers asked of the database while draining, every thread of the process counted.
+    work: DatabaseWork
 
     @property
     def rate(self) -> float:
@@ -113,6 +116,7 @@ def measure(kind: str, key, jwk: dict, args: argparse.Namespace) -> Drained:
             log_level="WARNING",
             rate_limit_per_minute=10**9,
             data_keys=[generate_key()],
+            ledger_keys=[generate_key()],
             signing_key_path=ensure_signing_key(Path(scratch) / "signing-key.pem"),
         )
         app = create_app(settings)
@@ -128,15 +132,18 @@ def measure(kind: str, key, jwk: dict, args: argparse.Namespace) -> Drained:
             drain(workers[:1])
         before = settled(app, DELIVERED)
         record_responses(app, key, args.messages, fhir_base)
-        started = time.perf_counter()
-        drain(workers)
-        elapsed = time.perf_counter() - started
-        return Drained(kind, started_in, settled(app, DELIVERED) - before, settled(app, DEAD), elapsed)
+        with database_work(app.extensions[DATABASE_KEY], this_thread_only=False) as work:
+            started = time.perf_counter()
+            drain(workers)
+            elapsed = time.perf_counter() - started
+        delivered = settled(app, DELIVERED) - before
+        return Drained(kind, started_in, delivered, settled(app, DEAD), elapsed, work)
 
 
 def embedded_report(args: argparse.Namespace, result: Drained) -> str:
     """The report of the default run, as it has always read."""
     delivered, elapsed, rate = result.delivered, result.elapsed, result.rate
+    work = result.work.per(delivered)
     return "\n".join(
         [
             "## Outbox delivery (write-back to the FHIR test server)",
@@ -147,6 +154,11 @@ def embedded_report(args: argparse.Namespace, result: Drained) -> str:
             f"AI-Provenance, AuditEvent per card set; every one a validated conditional create) in "
             f"{elapsed:.2f} s: **{rate:,.0f} resources/s** ({delivered / elapsed:,.0f} messages/s); "
             f"target ≥ 500 resources/s: {'met' if rate >= 500 else 'not met'}.",
+            "",
+            f"Database work per message (SQLAlchemy's events, every thread, background ones included): "
+            f"{work.statements:.1f} statements in {work.transactions:.1f} transactions "
+            f"({work.commits:.1f} committed), {work.checkouts:.1f} pool checkouts; on PostgreSQL about "
+            f"{work.round_trips:.0f} round trips.",
             "",
         ]
     )
@@ -198,7 +210,7 @@ def main() -> None:
     print(report)
     if args.append:
         with args.append.open("a") as handle:
-            handle.write(report)
+            handle.write("\n" + report)
 
 
 if __name__ == "__main__":

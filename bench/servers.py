@@ -1,4 +1,4 @@
-"""Start the two servers under test as gunicorn processes with identical settings."""
+"""Start the servers under test as gunicorn processes with identical settings."""
 
 from __future__ import annotations
 
@@ -9,11 +9,42 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Server:
+    """A running gunicorn: its base URL, and its master's process id to find the workers by."""
+
+    url: str
+    pid: int
+
+    def worker_rss_kib(self) -> list[int]:
+        """Resident memory (``VmRSS``) of each worker process, in KiB."""
+        return [memory_kib(pid, "VmRSS") or 0 for pid in _children(self.pid)]
+
+
+def _children(pid: int) -> list[int]:
+    tasks = Path(f"/proc/{pid}/task").glob("*/children")
+    return [int(child) for task in tasks for child in task.read_text().split()]
+
+
+def memory_kib(pid: int, field: str) -> int | None:
+    """A memory figure of ``/proc/<pid>/status`` (``VmRSS``, ``VmHWM``…) in KiB; None once the
+    process has exited (a zombie has no memory left to report)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return None
+    for line in status.splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    return None
 
 
 def free_port() -> int:
@@ -25,8 +56,8 @@ def free_port() -> int:
 @contextmanager
 def gunicorn(
     app_spec: str, port: int, env: dict[str, str], workers: int, threads: int, log: Path | None = None
-) -> Iterator[str]:
-    """Run ``app_spec`` (module:factory()) on ``port`` and yield its base URL once it answers;
+) -> Iterator[Server]:
+    """Run ``app_spec`` (module:factory()) on ``port`` and yield it once it answers;
     the server's own output (its JSON log lines) goes to ``log`` when given."""
     command = [
         sys.executable,
@@ -51,7 +82,7 @@ def gunicorn(
         base_url = f"http://127.0.0.1:{port}"
         try:
             _wait_until_up(base_url, process)
-            yield base_url
+            yield Server(base_url, process.pid)
         finally:
             process.terminate()
             process.wait(timeout=20)
