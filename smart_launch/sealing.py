@@ -39,9 +39,10 @@ def decode_key(text: str) -> bytes:
     return base64.urlsafe_b64decode(text.rstrip("=") + "=")
 
 
-def key_id(key: bytes) -> str:
-    """A short public name for a key: a hash of it, so nothing of the key can be read back."""
-    return _encode(hashlib.sha256(b"countersign data key id\0" + key).digest()[:6])
+def key_id(key: bytes, label: bytes = b"countersign data key id") -> str:
+    """A short public name for a key: a hash of it (under ``label``, one per use of keys), so nothing
+    of the key can be read back."""
+    return _encode(hashlib.sha256(label + b"\0" + key).digest()[:6])
 
 
 class Sealer:

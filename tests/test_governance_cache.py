@@ -58,6 +58,21 @@ def warm(app: Flask, call: Callable[[], object]) -> None:
     call()
 
 
+def vouched_call(app: Flask, engine, call: Callable[[], object], attempts: int = 5) -> tuple:
+    """A call counted while the watcher vouched throughout. On a loaded machine its thread can miss a
+    beat; the cache then rightly reads through, and that call says nothing about a warm one."""
+    governance = app.extensions["cds_hooks"].backend.governance
+    for _ in range(attempts):
+        before = governance.watcher.epoch()
+        filled = before is not None and before == governance._epoch  # the warm-up's values still hold
+        with counted(engine) as trips:
+            response = call()
+        if filled and governance.watcher.epoch() == before:
+            return response, trips
+        warm(app, call)
+    raise AssertionError(f"the governance watcher did not vouch through any of {attempts} calls")
+
+
 def change(app: Flask, action: str) -> None:
     model = app.extensions[MODEL_CARDS_KEY]["medication-safety"]
     change_status(app.extensions[DATABASE_KEY], model, action, writeback_target=None, **APPROVER)
@@ -82,9 +97,12 @@ def test_a_warm_call_is_one_transaction_of_inserts_with_one_for_all_its_cards(bo
         outbox_in_process=False,
     )
     client, engine = app.test_client(), app.extensions[DATABASE_KEY]
-    warm(app, lambda: client.post(SERVICE, json=order_sign(), headers=auth(SERVICE)))
-    with counted(engine) as trips:
-        response = client.post(SERVICE, json=order_sign(), headers=auth(SERVICE))
+
+    def call() -> object:
+        return client.post(SERVICE, json=order_sign(), headers=auth(SERVICE))
+
+    warm(app, call)
+    response, trips = vouched_call(app, engine, call)
     assert len(response.get_json()["cards"]) == 3
     ours = [s for s in trips.statements if "ledger" not in s and "pg_advisory" not in s]
     assert [s.split(" (")[0] for s in ours] == [

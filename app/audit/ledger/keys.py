@@ -9,7 +9,6 @@ forger with database access can compute such a MAC too (docs/DECISIONS.md, "Ledg
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import logging
@@ -20,17 +19,12 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from app.settings import Settings
-from smart_launch.sealing import decode_key
+from smart_launch.sealing import decode_key, key_id
 
 UNKEYED = "none"
+LABEL = b"countersign ledger key id"
 log = logging.getLogger(__name__)
 _BOUND: weakref.WeakKeyDictionary[Engine, LedgerKeys] = weakref.WeakKeyDictionary()
-
-
-def key_id(key: bytes) -> str:
-    """A short public name for a key: a hash of it, so nothing of the key can be read back."""
-    digest = hashlib.sha256(b"countersign ledger key id\0" + key).digest()[:6]
-    return base64.urlsafe_b64encode(digest).decode()
 
 
 @dataclass(frozen=True)
@@ -42,8 +36,8 @@ class LedgerKeys:
 
     @classmethod
     def of(cls, keys: Sequence[bytes]) -> LedgerKeys:
-        secrets = {UNKEYED: b""} | {key_id(key): key for key in keys}
-        return cls(key_id(keys[0]) if keys else UNKEYED, secrets)
+        secrets = {UNKEYED: b""} | {key_id(key, LABEL): key for key in keys}
+        return cls(key_id(keys[0], LABEL) if keys else UNKEYED, secrets)
 
     @property
     def keyed(self) -> bool:
