@@ -12,7 +12,7 @@ import smart_launch
 from app import observability
 from app.audit import ledger
 from app.db import DATABASE_KEY, INSTANCE_DIR, create_db_engine, default_database_url
-from app.governance.model_card import MODEL_CARDS_KEY, load_model_cards
+from app.governance.model_card import CARDS_DIRECTORY, MODEL_CARDS_KEY, load_model_cards
 from app.pages import blueprint as pages
 from app.security import sign_in_audit
 from app.security.data_keys import data_sealer
@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     engine = create_db_engine(settings.database_url or default_database_url(), settings.database_pool)
     app.extensions[DATABASE_KEY] = engine
-    models = load_model_cards()
+    models = load_model_cards(CARDS_DIRECTORY, settings.model_cards_dir)
     app.extensions[MODEL_CARDS_KEY] = models
     backend = GovernedBackend(build_catalogue(models, settings.base_url, settings), engine, settings)
     observability.init_app(app, settings, frozenset(backend.catalogue))

@@ -19,10 +19,9 @@ from app.audit.outbox_cli import outbox_group
 from app.db import default_database_url, utcnow
 from app.evaluation.card_file import measured_section, write_measured
 from app.evaluation.cohorts import DEFAULT_COHORT_SIZE, DEFAULT_SEED, GENERATORS, generate
-from app.evaluation.runner import evaluate
-from app.governance.change_control import AUTHORISED_ROLES, STATUS_AFTER, ChangeRefused, change_status
-from app.governance.lifecycle import current_status
-from app.governance.model_card import CARDS_DIRECTORY, MODEL_CARDS_KEY, load_model_cards
+from app.evaluation.runner import evaluable, evaluate
+from app.governance.model_card import CARDS_DIRECTORY, ModelCard, ModelRegistry, load_model_cards
+from app.governance.model_cli import model_group
 from app.llm.prompt_card import recorded_and_actual_hash
 from app.migrate import StaleSchema, require_current, upgrade
 from app.safety.dashboard import safety_summary
@@ -36,13 +35,13 @@ from app.writeback.provenance_cli import provenance_group
 from app.wsgi_server import DEFAULT_THREADS, default_workers, serve
 
 
-def run_evaluation(model_id: str, size: int, seed: int, cards_dir: Path) -> None:
-    path = cards_dir / f"{load_model_cards(cards_dir)[model_id].key}.yaml"
-    with click.progressbar(length=size, label=f"{model_id}: generating cohort") as bar:
-        cohort = generate(model_id, size, seed, bar.update)
-    with click.progressbar(length=size, label=f"{model_id}: evaluating") as bar:
-        evaluation = evaluate(model_id, cohort, bar.update)
-    command = f"countersign eval {model_id} --size {size} --seed {seed}"
+def run_evaluation(model: ModelCard, path: Path, size: int, seed: int) -> None:
+    label = f"{model.id} {model.version}"
+    with click.progressbar(length=size, label=f"{label}: generating cohort") as bar:
+        cohort = generate(model.id, size, seed, bar.update)
+    with click.progressbar(length=size, label=f"{label}: evaluating") as bar:
+        evaluation = evaluate(model, cohort, bar.update)
+    command = f"countersign eval {model.id} --version {model.version} --size {size} --seed {seed}"
     card = write_measured(path, measured_section(cohort, evaluation, command, date.today()))
     click.echo(f"{path}: {card.source_attributes.internal_validity}")
 
@@ -161,57 +160,7 @@ main.add_command(outbox_group)
 main.add_command(keys_group)
 main.add_command(sessions_group)
 main.add_command(provenance_group)
-
-
-@main.group("model")
-def model_group() -> None:
-    """Model lifecycle and change control (cmio or safety-officer, with an approver and a reason)."""
-
-
-@model_group.command("list")
-@with_appcontext
-def model_list_command() -> None:
-    """Each model version and its current status."""
-    with current_app.extensions[DATABASE_KEY].connect() as connection:
-        for model in current_app.extensions[MODEL_CARDS_KEY].values():
-            click.echo(f"{model.id}  {model.version}  {current_status(connection, model)}")
-
-
-def _change_command(action: str, status: str) -> click.Command:
-    @click.argument("model_id")
-    @click.option(
-        "--approver", required=True, help="FHIR reference of the approver, e.g. Practitioner/cmio-1."
-    )
-    @click.option(
-        "--role", required=True, type=click.Choice(sorted(AUTHORISED_ROLES)), help="Approver's role."
-    )
-    @click.option("--reason", required=True, help="Why; kept in the ledger and the AuditEvent.")
-    @with_appcontext
-    def command(model_id: str, approver: str, role: str, reason: str) -> None:
-        model = current_app.extensions[MODEL_CARDS_KEY].get(model_id)
-        if model is None:
-            raise click.BadParameter(f"no model {model_id!r}", param_hint="MODEL_ID")
-        settings = current_app.config["COUNTERSIGN"]
-        try:
-            change = change_status(
-                current_app.extensions[DATABASE_KEY],
-                model,
-                action,
-                approver=approver,
-                role=role,
-                reason=reason,
-                writeback_target=settings.writeback_target(None),
-            )
-        except ChangeRefused as error:
-            raise click.ClickException(str(error)) from None
-        click.echo(f"{model.label}: {change.previous_status} -> {change.status}")
-
-    command.__doc__ = f"Set a model version to {status}."
-    return click.command(action)(command)
-
-
-for _action, _status in STATUS_AFTER.items():
-    model_group.add_command(_change_command(_action, _status))
+main.add_command(model_group)
 
 
 @main.group("safety")
@@ -267,29 +216,55 @@ def safety_summary_command(recent_days: int) -> None:
 
 @main.command("eval")
 @click.argument("models", nargs=-1)
-@click.option("--all", "every", is_flag=True, help="Evaluate every model that has a cohort.")
+@click.option("--all", "every", is_flag=True, help="Evaluate every version of every model that has a cohort.")
+@click.option(
+    "--version", default=None, help="Only this version (of the one model named); default: every version."
+)
 @click.option("--size", default=DEFAULT_COHORT_SIZE, show_default=True, help="Synthetic patients.")
 @click.option("--seed", default=DEFAULT_SEED, show_default=True, help="Seed of the cohort generator.")
 @click.option(
     "--cards-dir",
+    "cards_dirs",
+    multiple=True,
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=CARDS_DIRECTORY,
-    show_default=True,
-    help="Directory of the model card files to update.",
+    help="Directory of model card files to read and update (repeatable); default: the shipped cards "
+    "and COUNTERSIGN_MODEL_CARDS_DIR.",
 )
-def eval_command(models: tuple[str, ...], every: bool, size: int, seed: int, cards_dir: Path) -> None:
+def eval_command(
+    models: tuple[str, ...],
+    every: bool,
+    version: str | None,
+    size: int,
+    seed: int,
+    cards_dirs: tuple[Path, ...],
+) -> None:
     """Evaluate MODELS on a labelled synthetic cohort and write the measured section of their cards.
 
-    Sensitivity, PPV and specificity per finding (and AUROC and calibration by score band for risk
-    scores), each with a 95 % interval, broken down by sex, age band, race and ethnicity. The card
-    records the cohort's hash, size, seed and date, so anyone can rerun the command and compare.
+    Every version has its own card and figures, a shadow version's included, so a version carries
+    measured figures before anyone proposes it; a hospital's own (external) model is evaluated by
+    calling its server once per synthetic patient. Sensitivity, PPV and specificity per finding (and
+    AUROC and calibration by score band for risk scores), each with a 95 % interval, broken down by
+    sex, age band, race and ethnicity. The card records the cohort's hash, size, seed and date, so
+    anyone can rerun the command and compare.
     """
-    chosen = sorted(GENERATORS) if every else list(models)
-    unknown = sorted(set(chosen) - set(GENERATORS))
+    registry = load_model_cards(*(cards_dirs or (CARDS_DIRECTORY, Settings().model_cards_dir)))
+    known = sorted(model_id for model_id in registry.ids() if model_id in GENERATORS)
+    chosen = known if every else list(models)
+    unknown = sorted(set(chosen) - set(known))
     if not chosen or unknown:
-        raise click.UsageError(f"name models to evaluate (or --all); known: {', '.join(sorted(GENERATORS))}")
+        raise click.UsageError(f"name models to evaluate (or --all); known: {', '.join(known)}")
+    if version is not None and len(chosen) != 1:
+        raise click.UsageError("--version needs exactly one model")
     for model_id in chosen:
-        run_evaluation(model_id, size, seed, cards_dir)
+        for model in _versions_to_evaluate(registry, model_id, version):
+            run_evaluation(model, registry.path(model), size, seed)
+
+
+def _versions_to_evaluate(registry: ModelRegistry, model_id: str, version: str | None) -> list[ModelCard]:
+    versions = [card for card in registry.versions(model_id) if version in (None, card.version)]
+    if not versions:
+        raise click.BadParameter(f"{model_id} has no version {version}", param_hint="--version")
+    return [card for card in versions if evaluable(card)]
 
 
 @main.group("prompt")

@@ -97,6 +97,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="COUNTERSIGN_", extra="ignore", hide_input_in_errors=True)
 
     database_url: str = ""
+    #: The hospital's own model cards (external models), beside the ones shipped in the repository.
+    model_cards_dir: Path | None = None
     database_pool_size: int = Field(default=DEFAULT_POOL.size, ge=1)
     database_max_overflow: int = Field(default=DEFAULT_POOL.overflow, ge=0)
     database_prepared_statements: bool = DEFAULT_POOL.prepared_statements

@@ -36,6 +36,7 @@ from sqlalchemy import Engine, func, select, text
 
 import app.audit.ledger
 import app.serving.backend
+import app.serving.runs
 import app.web.hardening
 import cds_hooks.blueprint
 from app import DATABASE_KEY, SEALER_KEY, create_app
@@ -237,9 +238,9 @@ def _phases(application: Flask, times: Counter[str]) -> Iterator[None]:
         (blueprint, "resolve_prefetch", "prefetch"),
         (backend, "advise", "advise: governance and model"),
         (backend, "_governance_reads", "  model status and recent overrides (worker cache)"),
-        (app.serving.backend, "outside_intended_use", "  intended use (FHIRPath)"),
-        (service.engine, "suggest", "  medication-safety engine"),
-        (app.serving.backend, "apply_guardrails", "  guardrails"),
+        (app.serving.runs, "outside_intended_use", "  intended use (FHIRPath)"),
+        (service.versions["1.0.0"].engine, "suggest", "  medication-safety engine"),
+        (app.serving.runs, "apply_guardrails", "  guardrails"),
         (blueprint, "render_card", "card rendering"),
         (backend, "record_response", "durable record (one transaction)"),
         (app.audit.ledger, "append", "  ledger entry (leaf, MAC, insert)"),

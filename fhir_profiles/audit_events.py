@@ -35,6 +35,17 @@ BALP_AGENT_TYPES = "https://profiles.ihe.net/ITI/BALP/CodeSystem/UserAgentTypes"
 SESSION_SYSTEM = f"{CANONICAL}/NamingSystem/smart-session"
 #: DICOM event type codes of a User Authentication (DCM 110114) event.
 AUTHENTICATION_SUBTYPES = {"login": ("110122", "Login"), "logout": ("110123", "Logout")}
+#: A shadow version's run on a hook call: recorded, never shown (docs/DECISIONS.md).
+SHADOW_SUBTYPE = {
+    "system": GOVERNANCE_EVENT_SYSTEM,
+    "code": "shadow",
+    "display": "Shadow run: output recorded, never shown",
+}
+HOPERAT = {
+    "system": f"{TERMINOLOGY}/v3-ActReason",
+    "code": "HOPERAT",
+    "display": "healthcare operations",
+}
 
 
 def _dcm(code: str, display: str) -> dict:
@@ -54,53 +65,59 @@ def _source(service_ref: str) -> dict:
     }
 
 
-def hook_call_audit_event(facts: CardSetFacts, guidance_ref: str) -> dict:
-    """E1: the CDS Hooks call, with a redacted query (ids only) and the output it produced."""
+def hook_call_audit_event(facts: CardSetFacts, guidance_ref: str | None, *, shadow: bool = False) -> dict:
+    """E1: the CDS Hooks call, with a redacted query (ids only) and the output it produced.
+
+    With ``shadow``, a shadow version's run on the call (subtype ``shadow`` as well): its output was
+    recorded by Countersign and never shown, so there is no GuidanceResponse and no clinician as
+    information recipient; the service ran it (requestor) and the cards it would have shown are
+    counted on an output entity that names the card set by its uuid.
+    """
     query = {"hook": facts.hook, "hookInstance": facts.hook_instance, "patientId": facts.patient_id}
+    service = {
+        "type": {"coding": [_dcm("110152", "Destination Role ID")]},
+        "who": {"reference": facts.service_ref},
+        "requestor": shadow,
+        "network": {"address": facts.service_url, "type": "5"},
+    }
+    user = {
+        "type": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                    "code": "IRCP",
+                    "display": "information recipient",
+                }
+            ]
+        },
+        "who": {"reference": facts.user_id},
+        "requestor": True,
+    }
+    model = {
+        "type": {"coding": [_dcm("110150", "Application")]},
+        "role": [{"coding": [dict(AI_ROLE)]}],
+        "who": {"reference": facts.device_ref},
+        "requestor": False,
+    }
+    subtypes = [
+        {
+            "system": GOVERNANCE_EVENT_SYSTEM,
+            "code": "cds-hooks-service-call",
+            "display": "CDS Hooks service call",
+        }
+    ]
     return validated(
         AuditEvent,
         {
             "resourceType": "AuditEvent",
             "meta": {"profile": [PROFILE_CDS_CALL_AUDIT]},
             "type": _dcm("110112", "Query"),
-            "subtype": [
-                {
-                    "system": GOVERNANCE_EVENT_SYSTEM,
-                    "code": "cds-hooks-service-call",
-                    "display": "CDS Hooks service call",
-                }
-            ],
+            "subtype": [*subtypes, SHADOW_SUBTYPE] if shadow else subtypes,
             "action": "E",
             "recorded": instant(facts.issued_at),
             "outcome": "0",
-            "purposeOfEvent": [{"coding": [dict(TREAT)]}],
-            "agent": [
-                {
-                    "type": {"coding": [_dcm("110152", "Destination Role ID")]},
-                    "who": {"reference": facts.service_ref},
-                    "requestor": False,
-                    "network": {"address": facts.service_url, "type": "5"},
-                },
-                {
-                    "type": {
-                        "coding": [
-                            {
-                                "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
-                                "code": "IRCP",
-                                "display": "information recipient",
-                            }
-                        ]
-                    },
-                    "who": {"reference": facts.user_id},
-                    "requestor": True,
-                },
-                {
-                    "type": {"coding": [_dcm("110150", "Application")]},
-                    "role": [{"coding": [dict(AI_ROLE)]}],
-                    "who": {"reference": facts.device_ref},
-                    "requestor": False,
-                },
-            ],
+            "purposeOfEvent": [{"coding": [dict(HOPERAT if shadow else TREAT)]}],
+            "agent": [service, model] if shadow else [service, user, model],
             "source": _source(facts.service_ref),
             "entity": [
                 patient_entity(facts.patient_id),
@@ -110,17 +127,38 @@ def hook_call_audit_event(facts: CardSetFacts, guidance_ref: str) -> dict:
                     "query": base64.b64encode(orjson.dumps(query)).decode(),
                     "detail": [{"type": "hookInstance", "valueString": facts.hook_instance}],
                 },
-                {
-                    "what": {"reference": guidance_ref},
-                    **audit_entity("2", "System Object", "3", "Report"),
-                    "detail": [
-                        {"type": "cards-returned", "valueString": str(len(facts.cards))},
-                        {"type": "model-version", "valueString": facts.model_version},
-                    ],
-                },
+                _shadow_output(facts) if shadow else _shown_output(facts, guidance_ref),
             ],
         },
     )
+
+
+def _shown_output(facts: CardSetFacts, guidance_ref: str | None) -> dict:
+    if guidance_ref is None:
+        raise ValueError("a call whose output was shown names its GuidanceResponse")
+    return {
+        "what": {"reference": guidance_ref},
+        **audit_entity("2", "System Object", "3", "Report"),
+        "detail": [
+            {"type": "cards-returned", "valueString": str(len(facts.cards))},
+            {"type": "model-version", "valueString": facts.model_version},
+        ],
+    }
+
+
+def _shadow_output(facts: CardSetFacts) -> dict:
+    """What the shadow version would have shown: kept in Countersign's record, not in the EHR."""
+    return {
+        "what": {
+            "identifier": {"system": URI, "value": f"urn:uuid:{facts.key}"},
+            "display": "shadow card set, recorded by Countersign and never shown",
+        },
+        **audit_entity("2", "System Object", "3", "Report"),
+        "detail": [
+            {"type": "cards-not-shown", "valueString": str(len(facts.cards))},
+            {"type": "model-version", "valueString": facts.model_version},
+        ],
+    }
 
 
 def write_back_audit_event(

@@ -1,5 +1,5 @@
 """The demo's SMART side: the mock EHR authorization server in front of the FHIR test server, its
-two users (the synthetic cohort's clinician and CMIO), and Countersign's registration with it: a
+users (the synthetic cohort's clinician, CMIO and safety officer), and Countersign's registration with it: a
 client secret and the app's JWKS URL, so that either ``client_secret_basic`` or ``private_key_jwt``
 (the demo's ES384 key, kept in the instance folder) signs in.
 
@@ -20,7 +20,7 @@ from pathlib import Path
 from app.web.jwks import JWKS_PATH
 from sandbox.demo_client import ensure_key
 from sandbox.ehr.launcher import LaunchUser, SmartLauncher
-from sandbox.ehr.synthetic.cohort import CLINICIAN, CMIO
+from sandbox.ehr.synthetic.cohort import CLINICIAN, CMIO, SAFETY_OFFICER
 from sandbox.mock_ehr_auth import MockClient, MockEhr, MockUser
 from smart_launch.client_auth import ClientKey
 from smart_launch.config import CALLBACK_PATH
@@ -33,8 +33,9 @@ SECRET_ENV = "COUNTERSIGN_DEMO_SMART_SECRET"
 USERS = (
     MockUser("clinician", CLINICIAN, "Dr Jordan Hale (clinician)"),
     MockUser("cmio", CMIO, "Dr Ama Osei (CMIO)"),
+    MockUser("safety-officer", SAFETY_OFFICER, "Dr Sam Rivera (safety officer)"),
 )
-ROLES: dict[str, Role] = {CLINICIAN: "clinician", CMIO: "cmio"}
+ROLES: dict[str, Role] = {CLINICIAN: "clinician", CMIO: "cmio", SAFETY_OFFICER: "safety-officer"}
 
 
 def mock_ehr(

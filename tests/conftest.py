@@ -97,13 +97,19 @@ def make_settings(database_url: str, client_jwks: dict) -> Callable[..., Setting
 
 
 @pytest.fixture
-def make_app(make_settings: Callable[..., Settings]) -> Callable[..., Flask]:
+def make_app(make_settings: Callable[..., Settings]) -> Iterator[Callable[..., Flask]]:
+    """Apps on migrated databases; their governance watchers stop before the database goes away."""
+    built: list[Flask] = []
+
     def build(**overrides: object) -> Flask:
         settings = make_settings(**overrides)
         upgrade(settings.database_url)
-        return create_app(settings)
+        built.append(create_app(settings))
+        return built[-1]
 
-    return build
+    yield build
+    for app in built:
+        app.extensions["cds_hooks"].backend.governance.watcher.stop()
 
 
 @pytest.fixture

@@ -88,7 +88,7 @@ def proposed_document(app, card: dict) -> tuple[dict, str]:
 
 
 def breaker(app):
-    return app.extensions["cds_hooks"].backend.catalogue["discharge-summary-draft"].engine
+    return app.extensions["cds_hooks"].backend.catalogue["discharge-summary-draft"].versions["1.0.0"].engine
 
 
 def test_offline_the_extractive_draft_is_proposed_as_a_preliminary_discharge_summary(app, client, auth):

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from app.cli import main
-from app.evaluation.cohorts import GENERATORS, generate
+from app.evaluation.cohorts import generate
 from app.evaluation.measures import auroc, calibration, classification, proportion
 from app.evaluation.runner import evaluate
 from app.governance.model_card import CARDS_DIRECTORY, load_model_cards
@@ -49,14 +49,14 @@ def test_the_same_seed_gives_the_same_cohort_and_another_seed_a_different_one():
     assert generate("readmission-risk", 50, 1).sha256 != generate("readmission-risk", 50, 2).sha256
 
 
-@pytest.mark.parametrize("model_id", sorted(GENERATORS))
-def test_every_figure_on_the_card_is_reproduced_by_rerunning_the_evaluation(model_id):
+@pytest.mark.parametrize("model", list(load_model_cards()), ids=lambda card: card.key)
+def test_every_figure_on_the_card_is_reproduced_by_rerunning_the_evaluation(model):
     """The card's numbers are exactly what the recorded command computes on the recorded data."""
-    measured = load_model_cards()[model_id].measured
-    assert measured is not None, f"run `countersign eval {model_id}`"
-    cohort = generate(model_id, measured.cohort_size, measured.seed)
+    measured = model.measured
+    assert measured is not None, f"run `countersign eval {model.id} --version {model.version}`"
+    cohort = generate(model.id, measured.cohort_size, measured.seed)
     assert cohort.sha256 == measured.dataset_sha256
-    evaluation = evaluate(model_id, cohort)
+    evaluation = evaluate(model, cohort)
     assert evaluation.measures == measured.measures
     assert evaluation.subgroups == measured.subgroups
     assert evaluation.calibration == measured.calibration
@@ -64,11 +64,11 @@ def test_every_figure_on_the_card_is_reproduced_by_rerunning_the_evaluation(mode
 
 
 def test_every_card_in_the_repository_has_its_measured_section():
-    assert all(card.measured is not None for card in load_model_cards().values())
+    assert all(card.measured is not None for card in load_model_cards())
 
 
 def test_the_lace_score_discriminates_and_its_bands_are_ordered():
-    measured = load_model_cards()["readmission-risk"].measured
+    measured = load_model_cards().card("readmission-risk", "1.0.0").measured
     [area] = [m for m in measured.measures if m.measure == "auroc"]
     assert area.value > 0.55
     rates = [band.observed_rate for band in measured.calibration if band.cases >= 30]
@@ -84,15 +84,15 @@ def test_eval_writes_the_measured_section_and_keeps_the_rest_of_the_card(tmp_pat
         main, ["eval", "readmission-risk", "--size", "120", "--seed", "7", "--cards-dir", str(cards)]
     )
     assert result.exit_code == 0, result.output
-    assert "readmission-risk: evaluating" in result.output
-    card = load_model_cards(cards)["readmission-risk"]
+    assert "readmission-risk 1.0.0: evaluating" in result.output
+    card = load_model_cards(cards).card("readmission-risk", "1.0.0")
     assert card.measured.cohort_size == 120
-    assert card.measured.command == "countersign eval readmission-risk --size 120 --seed 7"
+    assert card.measured.command == "countersign eval readmission-risk --version 1.0.0 --size 120 --seed 7"
     assert card.source_attributes.internal_validity.startswith(
         "Measured by `countersign eval readmission-risk"
     )
     assert path.read_text().splitlines()[0] == before.splitlines()[0]  # the header comment survives
-    original = load_model_cards(CARDS_DIRECTORY)["readmission-risk"]
+    original = load_model_cards(CARDS_DIRECTORY).card("readmission-risk", "1.0.0")
     unchanged = {"measured": True, "source_attributes": {"internal_validity", "internal_fairness"}}
     assert card.model_dump(exclude=unchanged) == original.model_dump(exclude=unchanged)
 

@@ -22,7 +22,6 @@ from app import DATABASE_KEY
 from app.db import create_db_engine, utcnow
 from app.governance import cache
 from app.governance.cache import GovernanceCache, Watcher, listener_name
-from app.governance.change_control import change_status
 from app.governance.lifecycle import ModelChange
 from app.governance.model_card import MODEL_CARDS_KEY
 from app.observability.exposition import MULTIPROC_ENV
@@ -30,6 +29,7 @@ from app.settings import WriteBackServer
 from bench.workload import order_sign
 from tests.builders import medication_request, moment, order_sign_request
 from tests.conftest import BASE_URL, ISSUER
+from tests.governance_helpers import change
 from tests.round_trips import counted
 from tests.smart_helpers import free_port
 
@@ -71,11 +71,6 @@ def vouched_call(app: Flask, engine, call: Callable[[], object], attempts: int =
             return response, trips
         warm(app, call)
     raise AssertionError(f"the governance watcher did not vouch through any of {attempts} calls")
-
-
-def change(app: Flask, action: str) -> None:
-    model = app.extensions[MODEL_CARDS_KEY]["medication-safety"]
-    change_status(app.extensions[DATABASE_KEY], model, action, writeback_target=None, **APPROVER)
 
 
 def metformin_cards(app: Flask, auth: Callable[[str], dict]) -> list[dict]:
@@ -147,7 +142,7 @@ def test_a_pause_written_by_hand_without_its_signal_still_reaches_the_worker_wit
 ):
     app = make_app(database_url=both_databases)
     warm(app, lambda: metformin_cards(app, auth))
-    model = app.extensions[MODEL_CARDS_KEY]["medication-safety"]
+    model = app.extensions[MODEL_CARDS_KEY].card("medication-safety", "1.0.0")
     paused = {"model_id": model.id, "model_version": model.version, "action": "pause"}
     paused |= {"previous_status": "active", "status": "paused", "changed_at": utcnow()} | APPROVER
     with app.extensions[DATABASE_KEY].begin() as connection:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import pytest
@@ -54,10 +53,11 @@ def scripted(app, monkeypatch):
     catalogue = app.extensions["cds_hooks"].backend.catalogue
 
     def use(items: list[Advice], risk_tier: str | None = None) -> None:
-        service = dataclasses.replace(catalogue["medication-safety"], engine=ScriptedEngine(items))
+        service = catalogue["medication-safety"].with_version("1.0.0", ScriptedEngine(items))
         if risk_tier is not None:
-            policy = service.model.policy.model_copy(update={"risk_tier": risk_tier})
-            service = dataclasses.replace(service, model=service.model.model_copy(update={"policy": policy}))
+            model = service.versions["1.0.0"].model
+            policy = model.policy.model_copy(update={"risk_tier": risk_tier})
+            service = service.with_version("1.0.0", model=model.model_copy(update={"policy": policy}))
         monkeypatch.setitem(catalogue, "medication-safety", service)
 
     return use

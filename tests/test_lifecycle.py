@@ -12,22 +12,16 @@ from sqlmodel import Session, select
 from app import DATABASE_KEY, WORKER_KEY
 from app.audit.tables import CardSet, IssuedCard
 from app.cli import main
-from app.governance.change_control import ChangeRefused, change_status
-from app.governance.model_card import MODEL_CARDS_KEY
+from app.governance.change_control import ChangeRefused, Governor
+from tests import governance_helpers
 from tests.builders import medication_request, order_sign_request
-from tests.writeback_helpers import SERVICE, drain, put, search, statuses, writeback_settings
-
-APPROVER = {
-    "approver": "Practitioner/cmio-1",
-    "role": "cmio",
-    "reason": "Investigating a cluster of overrides",
-}
+from tests.governance_helpers import CMIO
+from tests.writeback_helpers import SERVICE, drain, put, search, writeback_settings
 
 
-def change(app, action: str, **overrides: str):
-    model = app.extensions[MODEL_CARDS_KEY]["medication-safety"]
-    values = APPROVER | overrides
-    return change_status(app.extensions[DATABASE_KEY], model, action, writeback_target=None, **values)
+def change(app, action: str, approver: str | None = None, role: str | None = None, **options):
+    governor = Governor(approver or CMIO.reference, role or CMIO.role, CMIO.name)
+    return governance_helpers.change(app, action, governor=governor, **options)
 
 
 def sign(client, auth) -> dict:
@@ -57,16 +51,20 @@ def test_a_paused_model_gives_no_card_and_the_call_is_recorded_as_suppressed(app
     assert sign(client, auth)["cards"]
 
 
-def test_shadow_mode_records_what_it_would_have_said_and_shows_nothing(make_app, auth, fhir_server):
-    app = make_app(**writeback_settings(fhir_server))
+def test_with_its_only_version_in_shadow_the_service_answers_nothing_and_records_the_shadow(make_app, auth):
+    app = make_app()
     client = app.test_client()
     change(app, "shadow", reason="Silent validation before go-live")
     assert sign(client, auth) == {"cards": []}
-    (card_set,) = card_sets(app)
-    assert card_set.disposition == "shadow"
+    app.extensions["cds_hooks"].backend.shadow.drain()
+    recorded = card_sets(app)
+    assert [(s.disposition, s.model_version) for s in recorded] == [
+        ("no-active-version", "1.0.0"),
+        ("shadow", "1.0.0"),
+    ]
+    assert recorded[0].hook_instance == recorded[1].hook_instance
     with Session(app.extensions[DATABASE_KEY]) as session:
         assert len(session.exec(select(IssuedCard)).all()) == 1
-    assert statuses(app) == {}
 
 
 @pytest.mark.parametrize(
@@ -88,7 +86,7 @@ def test_changes_without_authority_approver_or_reason_are_refused(app, action, o
 def test_a_retired_model_cannot_come_back(app):
     change(app, "retire", reason="Superseded")
     with pytest.raises(ChangeRefused, match="retired"):
-        change(app, "activate")
+        change(app, "resume")
 
 
 def test_cli_pause_is_written_back_as_change_control_audit_and_provenance(

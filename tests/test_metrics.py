@@ -13,15 +13,14 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from app import DATABASE_KEY, WORKER_KEY
-from app.governance.change_control import change_status
-from app.governance.model_card import MODEL_CARDS_KEY
+from app import WORKER_KEY
 from app.observability.exposition import MULTIPROC_ENV
 from app.observability.metrics import record_circuit_state, record_llm_call
 from app.settings import WriteBackServer
 from bench.servers import free_port
 from tests.builders import full_prefetch, medication_request, moment, order_sign_request, patient
 from tests.conftest import METRICS_AUTH
+from tests.governance_helpers import change
 from tests.test_feedback import FEEDBACK, SERVICE, overridden
 
 Sample = tuple[str, frozenset]
@@ -56,12 +55,6 @@ def call(client, auth, body: dict):
     return response.get_json()["cards"]
 
 
-def change(app, action: str) -> None:
-    model = app.extensions[MODEL_CARDS_KEY]["medication-safety"]
-    approval = {"approver": "Practitioner/cmio-1", "role": "cmio", "reason": "metrics test"}
-    change_status(app.extensions[DATABASE_KEY], model, action, writeback_target=None, **approval)
-
-
 HOOK = {"service": "medication-safety", "hook": "order-sign"}
 
 
@@ -84,11 +77,12 @@ def test_suppressions_by_reason_paused_shadow_applicability_and_alert_fatigue(ap
     change(app, "pause")
     assert call(client, auth, order_sign_request([medication_request("d1")])) == []
     change(app, "resume")
-    change(app, "shadow")
-    assert call(client, auth, order_sign_request([medication_request("d2")])) == []
-    change(app, "activate")
     child = full_prefetch(egfr_value=25) | {"patient": patient() | {"birthDate": "2020-01-01"}}
     assert call(client, auth, order_sign_request([medication_request("d3")], child)) == []
+    change(app, "shadow", version="1.1.0")
+    assert call(client, auth, order_sign_request([medication_request("d2")]))  # 1.0.0 still answers
+    app.extensions["cds_hooks"].backend.shadow.drain()
+    change(app, "pause", version="1.1.0")
     card = call(client, auth, order_sign_request([medication_request("d4")]))[0]
     reason = {"system": card["overrideReasons"][0]["system"], "code": "patient-ineligible"}
     feedback = client.post(

@@ -5,20 +5,20 @@ from __future__ import annotations
 import pytest
 import requests
 
-from app.db import DATABASE_KEY, utcnow
+from app.db import utcnow
 from app.files.validated import InvalidFile, load_validated
-from app.governance.change_control import change_status
-from app.governance.model_card import CARDS_DIRECTORY, MODEL_CARDS_KEY, ModelCard, load_model_cards
+from app.governance.model_card import CARDS_DIRECTORY, ModelCard, load_model_cards
 from app.governance.model_card_text import model_card_markdown
 from fhir_profiles.device import ai_device
 from fhir_profiles.model_card import model_card_document
+from tests.governance_helpers import change
 from tests.yaml_files import edited_copy
 
 
 def test_every_card_in_the_repository_states_all_31_attributes():
     cards = load_model_cards()
     assert cards
-    for card in cards.values():
+    for card in cards:
         assert len(card.source_attributes.model_dump()) == 31
         assert all(text.strip() for text in card.source_attributes.model_dump().values())
 
@@ -44,22 +44,14 @@ def test_a_card_with_a_broken_fhirpath_applicability_does_not_load_and_names_it(
 
 def test_the_api_lists_models_and_shows_one_with_attributes_and_history(app, client):
     listed = client.get("/api/models").get_json()["models"]
-    assert sorted((m["id"], m["status"]) for m in listed) == [
-        ("discharge-summary-draft", "active"),
-        ("medication-safety", "active"),
-        ("problem-list-gaps", "active"),
-        ("readmission-risk", "active"),
+    assert sorted((m["id"], m["version"], m["status"]) for m in listed) == [
+        ("discharge-summary-draft", "1.0.0", "active"),
+        ("medication-safety", "1.0.0", "active"),
+        ("medication-safety", "1.1.0", "paused"),
+        ("problem-list-gaps", "1.0.0", "active"),
+        ("readmission-risk", "1.0.0", "active"),
     ]
-    model = app.extensions[MODEL_CARDS_KEY]["medication-safety"]
-    change_status(
-        app.extensions[DATABASE_KEY],
-        model,
-        "pause",
-        approver="Practitioner/cmio-1",
-        role="cmio",
-        reason="Review",
-        writeback_target=None,
-    )
+    change(app, "pause", reason="Review")
     detail = client.get("/api/models/medication-safety").get_json()
     assert detail["status"] == "paused"
     assert len(detail["sourceAttributes"]) == 31
@@ -78,7 +70,7 @@ def test_the_model_card_page_shows_every_attribute(client):
 
 @pytest.mark.integration
 def test_the_ai_device_and_model_card_are_accepted_by_the_fhir_server(fhir_server):
-    card = load_model_cards()["medication-safety"]
+    card = load_model_cards().card("medication-safety", "1.0.0")
     key = f"{card.id}-{card.version}"
     device = ai_device(key, card.name, card.version, "http://localhost/app/models/medication-safety")
     identifier = device["identifier"][0]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import uuid
 
@@ -242,7 +241,7 @@ def test_engine_failure_is_500_with_outcome_not_empty_cards(app, auth, monkeypat
         def suggest(self, data):
             raise RuntimeError("model crashed")
 
-    broken = dataclasses.replace(catalogue["medication-safety"], engine=Broken())
+    broken = catalogue["medication-safety"].with_version("1.0.0", Broken())
     monkeypatch.setitem(catalogue, "medication-safety", broken)
     response = post(app.test_client(), auth, order_sign_request([medication_request("d1")]))
     assert_outcome(response, 500)

@@ -36,6 +36,7 @@ PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
 CARD_SET, DECISION, MODEL_CHANGE = "card-set", "decision", "model-change"
 SAFETY_EVENT, SIGNED_REVIEW = "safety-event", "signed-review"
 USER_AUTHENTICATION = "user-authentication"
+MODEL_PROMOTION, SHADOW_CARD_SET = "model-promotion", "shadow-card-set"
 
 
 def _timestamp(*, nullable: bool = False, index: bool = False) -> Column:

@@ -39,6 +39,8 @@ class CardSet(SQLModel, table=True):
     fhir_server: str | None = None
     input_refs: list[str] = Field(default_factory=list, sa_column=_json())
     fetched_prefetch_keys: list[str] = Field(default_factory=list, sa_column=_json())
+    latency_ms: float | None = None
+    failure: str | None = None
     created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp(index=True))
 
 

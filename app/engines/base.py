@@ -44,6 +44,11 @@ class PatientData:
         return next((e for e in self.of_type("Encounter") if e.get("id") == wanted), None)
 
 
+class ModelUnavailable(Exception):
+    """The model could not answer (timeout, refused, malformed answer): no card, and the reason,
+    a short class with no patient data in it, is recorded with the call."""
+
+
 class Engine(Protocol):
     def suggest(self, data: PatientData) -> AdviceSet:
         """Pure function of ``data``: no I/O, deterministic, fast (it runs on the request path)."""

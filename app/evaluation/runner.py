@@ -10,8 +10,9 @@ import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from app.engines.base import Engine
+from app.engines.base import Engine, ModelUnavailable
 from app.engines.discharge_summary import DischargeSummaryEngine
+from app.engines.external import ExternalModelEngine
 from app.engines.lace_knowledge import load_lace_knowledge
 from app.engines.medication_safety import MedicationSafetyEngine, load_medication_knowledge
 from app.engines.problem_list_gaps import ProblemListGapsEngine
@@ -20,6 +21,8 @@ from app.engines.readmission_lace import ReadmissionLaceEngine
 from app.evaluation.cohorts import COHORT_DATE, Case, Cohort
 from app.evaluation.measures import auroc, calibration, classification
 from app.governance.measured import CalibrationBand, Measure
+from app.governance.model_card import ModelCard
+from app.serving.catalogue import knowledge_path
 from cds_hooks.advice import AdviceSet, CardSource
 
 EVALUATION_SOURCE = CardSource("evaluation", "urn:countersign:evaluation", "evaluation", "Evaluation")
@@ -44,8 +47,8 @@ class Prediction:
     score: float | None = None
 
 
-def _medication_safety() -> tuple[Engine, Callable[[str], str]]:
-    knowledge = load_medication_knowledge()
+def _medication_safety(model: ModelCard) -> tuple[Engine, Callable[[str], str]]:
+    knowledge = load_medication_knowledge(knowledge_path(model))
     renal = {rule.id for rule in knowledge.renal_rules}
     interactions = {rule.id for rule in knowledge.interactions}
 
@@ -55,33 +58,53 @@ def _medication_safety() -> tuple[Engine, Callable[[str], str]]:
     return MedicationSafetyEngine(EVALUATION_SOURCE, knowledge, clock=lambda: COHORT_DATE), scope
 
 
-def _problem_list_gaps() -> tuple[Engine, Callable[[str], str]]:
-    return ProblemListGapsEngine(EVALUATION_SOURCE, load_problem_list_knowledge()), str
+def _problem_list_gaps(model: ModelCard) -> tuple[Engine, Callable[[str], str]]:
+    return ProblemListGapsEngine(EVALUATION_SOURCE, load_problem_list_knowledge(knowledge_path(model))), str
 
 
-def _readmission_risk() -> tuple[Engine, Callable[[str], str]]:
-    engine = ReadmissionLaceEngine(EVALUATION_SOURCE, load_lace_knowledge(), clock=lambda: COHORT_DATE)
-    return engine, lambda _: "readmitted"
+def _readmission_risk(model: ModelCard) -> tuple[Engine, Callable[[str], str]]:
+    knowledge = load_lace_knowledge(knowledge_path(model))
+    return ReadmissionLaceEngine(
+        EVALUATION_SOURCE, knowledge, clock=lambda: COHORT_DATE
+    ), lambda _: "readmitted"
 
 
-def _discharge_summary() -> tuple[Engine, Callable[[str], str]]:
+def _discharge_summary(_model: ModelCard) -> tuple[Engine, Callable[[str], str]]:
     """The offline extractive summariser: what runs when no language model is configured."""
     return DischargeSummaryEngine(EVALUATION_SOURCE, None, clock=lambda: COHORT_DATE), str
 
 
-ENGINES: dict[str, Callable[[], tuple[Engine, Callable[[str], str]]]] = {
+ENGINES: dict[str, Callable[[ModelCard], tuple[Engine, Callable[[str], str]]]] = {
     "medication-safety": _medication_safety,
     "problem-list-gaps": _problem_list_gaps,
     "readmission-risk": _readmission_risk,
     "discharge-summary-draft": _discharge_summary,
 }
+#: What a finding of an external model counts as, by the service whose cohort it is evaluated on.
+EXTERNAL_SCOPES: dict[str, Callable[[str], str]] = {"readmission-risk": lambda _: "readmitted"}
 
 
-def evaluate(model_id: str, cohort: Cohort, progress: Callable[[int], None] = lambda _: None) -> Evaluation:
-    engine, scope_of = ENGINES[model_id]()
+def evaluable(model: ModelCard) -> bool:
+    return model.id in ENGINES and (model.endpoint is None or model.id in EXTERNAL_SCOPES)
+
+
+def _engine_for(model: ModelCard) -> tuple[Engine, Callable[[str], str]]:
+    """The version's own engine: its knowledge file, or its endpoint for a hospital's own model
+    (then every cohort case is one inference call on the hospital's server)."""
+    if model.endpoint is not None:
+        engine = ExternalModelEngine(model.endpoint, EVALUATION_SOURCE, clock=lambda: COHORT_DATE)
+        return engine, EXTERNAL_SCOPES[model.id]
+    return ENGINES[model.id](model)
+
+
+def evaluate(
+    model: ModelCard, cohort: Cohort, progress: Callable[[int], None] = lambda _: None
+) -> Evaluation:
+    """A model that cannot answer a case (an external one timing out) counts as raising nothing."""
+    engine, scope_of = _engine_for(model)
     predictions = []
     for case in cohort.cases:
-        result = engine.suggest(case.data)
+        result = _suggestion(engine, case)
         if any(FACT_SEPARATOR in key for key in case.truth):
             predictions.extend(_fact_predictions(case, result))
         else:
@@ -93,6 +116,13 @@ def evaluate(model_id: str, cohort: Cohort, progress: Callable[[int], None] = la
         subgroups=tuple(_subgroups(predictions)),
         calibration=tuple(_calibration(predictions)),
     )
+
+
+def _suggestion(engine: Engine, case: Case) -> AdviceSet:
+    try:
+        return engine.suggest(case.data)
+    except ModelUnavailable:
+        return AdviceSet()
 
 
 def _fact_predictions(case: Case, result: AdviceSet) -> Iterator[Prediction]:

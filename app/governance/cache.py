@@ -108,6 +108,8 @@ class Watcher:
             try:
                 self._watch()
             except Exception as error:
+                if self._stop.is_set():
+                    return
                 if self._vouched_at >= failed_at:  # once per outage, not at every retry
                     log.warning(
                         "governance cache watcher lost; reading through", extra={"reason": repr(error)}

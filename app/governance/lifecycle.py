@@ -1,17 +1,18 @@
-"""Model lifecycle: each model's status is the latest approved change, else its model card's status.
+"""Model lifecycle: each version's status is its latest approved change, else its model card's status.
 
-``active`` answers with cards; ``shadow`` runs and records what it would have said but shows
-nothing (silent validation before go-live); ``paused`` and ``retired`` do not run, and each
-invocation is recorded as suppressed. The hook path reads the status through each worker's
-governance cache (``app.governance.cache``), which every change invalidates on every worker, so
-a pause takes effect everywhere within a second.
+At most one version of a model is ``active``: it answers with cards. Any number may be in
+``shadow``: they run on the same calls off the request path, and what they would have said is
+recorded but never shown (silent validation before go-live). ``paused`` and ``retired`` versions
+do not run; a call the model has no active version for is recorded as suppressed. The hook path
+reads the statuses through each worker's governance cache (``app.governance.cache``), which every
+change invalidates on every worker, so a pause or a rollback takes effect everywhere within a second.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, Connection, DateTime, bindparam, select
+from sqlalchemy import Column, Connection, DateTime, bindparam, func, select
 from sqlmodel import Field, SQLModel
 
 from app.audit.ledger import ledgered
@@ -34,20 +35,50 @@ class ModelChange(SQLModel, table=True):
     approver: str
     role: str
     reason: str
+    approver_name: str | None = None
     changed_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
 
 
-# Built once: the hook path runs it on every call, and building a statement costs more than running it.
-LATEST_STATUS = (
-    select(ModelChange.status)
-    .where(ModelChange.model_id == bindparam("model_id"), ModelChange.model_version == bindparam("version"))
+# Built once: the hook path runs it whenever a worker's governance cache was invalidated.
+LATEST_STATUSES = (
+    select(ModelChange.model_version, ModelChange.status)
+    .where(
+        ModelChange.id.in_(
+            select(func.max(ModelChange.id))
+            .where(ModelChange.model_id == bindparam("model_id"))
+            .group_by(ModelChange.model_version)
+        )
+    )
     .order_by(ModelChange.id.desc())
-    .limit(1)
 )
 
 
-def current_status(connection: Connection, model: ModelCard) -> str:
-    latest = connection.execute(LATEST_STATUS, {"model_id": model.id, "version": model.version}).scalar()
-    return latest or model.status
+def version_statuses(connection: Connection, versions: list[ModelCard]) -> dict[str, str]:
+    """Each of ``versions`` (one model's) with its current status: one statement. The versions
+    changed most recently come first, then the others in their order (``lead_version`` needs it)."""
+    changed = dict(connection.execute(LATEST_STATUSES, {"model_id": versions[0].id}).all())
+    statuses = {
+        version: status for version, status in changed.items() if any(c.version == version for c in versions)
+    }
+    return statuses | {card.version: card.status for card in versions if card.version not in statuses}
+
+
+def active_version(statuses: dict[str, str]) -> str | None:
+    return next((version for version, status in statuses.items() if status == "active"), None)
+
+
+def lead_version(statuses: dict[str, str], versions: list[ModelCard]) -> str:
+    """The version that answers for the model, or whose status says why none does: the active one;
+    else the last one change control paused or retired (a version installed paused never
+    answered); else the last one changed, or with no change yet the first. What a change names
+    when no version is given."""
+    active = active_version(statuses)
+    if active is not None:
+        return active
+    installed = {card.version: card.status for card in versions}
+    stopped = (
+        v for v, status in statuses.items() if status in ("paused", "retired") and status != installed[v]
+    )
+    return next(stopped, None) or next(iter(statuses))

@@ -65,6 +65,11 @@ FEEDBACK = Counter(
 JWT_REJECTIONS = Counter(
     "countersign_jwt_rejections_total", "CDS client tokens refused, by cause.", ["cause"]
 )
+SHADOW_RUNS = Counter(
+    "countersign_shadow_runs_total",
+    "Shadow version runs after the response, by outcome: recorded, failed, or dropped (queue full).",
+    ["service", "version", "outcome"],
+)
 ENGINE_LATENCY = Histogram(
     "countersign_engine_duration_seconds",
     "Time a service's engine took to produce advice.",
@@ -100,6 +105,8 @@ def record_disposition(service: str, hook: str, advice: AdviceSet, rendered_card
         SUPPRESSIONS.labels(service, hook, advice.disposition).inc()
     if advice.disposition == "shadow" and rendered_cards:
         SUPPRESSIONS.labels(service, hook, "shadow").inc(rendered_cards)
+    if advice.disposition == "shadow":
+        return  # what a shadow's guardrails removed was never going to reach anyone
     for event in getattr(advice, "guardrail_events", ()):
         guardrail = str(event.get("guardrail", "unknown"))
         SUPPRESSIONS.labels(service, hook, SUPPRESSION_REASON.get(guardrail, guardrail)).inc()

@@ -11,11 +11,12 @@ from datetime import date
 from flask import Blueprint, abort, current_app, g, render_template, request, url_for
 
 from app.audit.ledger import verify_database
-from app.audit.trail import TrailFilter, entries, kinds
-from app.governance.lifecycle import current_status
+from app.audit.trail import TrailFilter, entries, filter_choices, kinds
+from app.governance.lifecycle import lead_version, version_statuses
 from app.governance.model_card import MODEL_CARDS_KEY
 from app.governance.model_card_text import attribute_rows, figure
-from app.pages import patient_views, review_views, safety_views
+from app.governance.promotion import history, pending, undoable_promotion
+from app.pages import comparison_views, patient_views, review_views, safety_views
 from smart_launch.config import URL_PREFIX
 from smart_launch.fhir import SessionEnded, read
 from smart_launch.roles import GOVERNORS, ROLES
@@ -26,6 +27,7 @@ AUDIT_READERS = ("auditor", "cmio", "safety-officer")
 safety_views.register(bp)
 patient_views.register(bp)
 review_views.register(bp)
+comparison_views.register(bp)
 
 
 def landing(context: dict) -> str:
@@ -53,25 +55,48 @@ def _banner() -> dict | None:
 @bp.get("/")
 @require_role(*ROLES)
 def catalogue() -> str:
-    cards = current_app.extensions[MODEL_CARDS_KEY].values()
+    """One row per model: the version that answers now, and every version with its status."""
+    registry = current_app.extensions[MODEL_CARDS_KEY]
+    models = []
     with smart_config().engine.connect() as connection:
-        models = [(card, current_status(connection, card)) for card in cards]
+        for model_id in registry.ids():
+            versions = registry.versions(model_id)
+            listed = _with_statuses(connection, versions)
+            lead = lead_version(dict((card.version, status) for card, status in listed), versions)
+            models.append((registry.card(model_id, lead), listed))
     return render_template("catalogue.html", models=models, banner=_banner())
+
+
+def _with_statuses(connection, versions: list) -> list[tuple]:
+    statuses = version_statuses(connection, versions)
+    return [(card, statuses[card.version]) for card in versions]
 
 
 @bp.get("/models/<model_id>")
 def model_card(model_id: str) -> str:
-    """Public: HTI-1 source attributes are disclosure for every user; change control needs a role."""
-    card = current_app.extensions[MODEL_CARDS_KEY].get(model_id)
-    if card is None:
+    """Public: HTI-1 source attributes are disclosure for every user; change control needs a role.
+    Shows the version asked for (``?version=``), else the one that answers now."""
+    versions = current_app.extensions[MODEL_CARDS_KEY].versions(model_id)
+    if not versions:
         abort(404)
     row = current_session()
     with smart_config().engine.connect() as connection:
-        status = current_status(connection, card)
+        listed = _with_statuses(connection, versions)
+        waiting, acts = pending(connection, model_id), history(connection, model_id)
+        undoable = undoable_promotion(connection, current_app.extensions[MODEL_CARDS_KEY], model_id)
+    statuses = {card.version: status for card, status in listed}
+    wanted = request.args.get("version")
+    card = next((c for c, _ in listed if c.version == wanted), None) or next(
+        c for c, _ in listed if c.version == lead_version(statuses, versions)
+    )
     return render_template(
         "model_card.html",
         card=card,
-        status=status,
+        status=statuses[card.version],
+        versions=listed,
+        pending=waiting,
+        promotions=acts,
+        undoable=undoable,
         attributes=attribute_rows(card),
         figure=figure,
         can_change=bool(row and row.role in GOVERNORS),
@@ -81,17 +106,27 @@ def model_card(model_id: str) -> str:
 @bp.get("/audit")
 @require_role(*AUDIT_READERS)
 def audit_trail() -> str:
+    """Each entry as a sentence, its raw content a click away; filters by kind, date, model, version."""
     trail_filter = TrailFilter(
         kind=request.args.get("kind") or None,
         since=_date(request.args.get("since")),
         until=_date(request.args.get("until")),
+        model=request.args.get("model") or None,
+        version=request.args.get("version") or None,
     )
     with smart_config().engine.connect() as connection:
         verification = verify_database(connection)
         rows = entries(connection, trail_filter)
         all_kinds = kinds(connection)
+    models, versions = filter_choices(current_app.extensions[MODEL_CARDS_KEY], trail_filter)
     return render_template(
-        "audit.html", rows=rows, kinds=all_kinds, verification=verification, trail_filter=trail_filter
+        "audit.html",
+        rows=rows,
+        kinds=all_kinds,
+        models=models,
+        versions=versions,
+        verification=verification,
+        trail_filter=trail_filter,
     )
 
 

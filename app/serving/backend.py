@@ -11,11 +11,8 @@ from app.audit import ledger, outbox
 from app.audit.outbox import CARD_SET, DECISION
 from app.audit.tables import CardDecision, CardSet
 from app.db import retrying, transaction, utcnow
-from app.engines.base import PatientData
 from app.governance.cache import governance_cache
-from app.governance.guardrails import GovernedAdvice, apply_guardrails
-from app.governance.lifecycle import current_status
-from app.governance.policy import outside_intended_use
+from app.governance.lifecycle import lead_version, version_statuses
 from app.observability import metrics
 from app.serving.card_records import (
     CardSetRecord,
@@ -26,15 +23,16 @@ from app.serving.card_records import (
 )
 from app.serving.catalogue import GovernedService
 from app.serving.replay_guard import DatabaseReplayGuard
+from app.serving.runs import ServedAdvice, patient_data, run_version
+from app.serving.shadow import ShadowJob, ShadowRunner
 from app.settings import Settings
-from cds_hooks.advice import AdviceSet
 from cds_hooks.auth import VerifiedClient
 from cds_hooks.backend import HookCall
 from cds_hooks.cards import RenderedCard
 from cds_hooks.discovery import ServiceDescriptor
 from cds_hooks.models import FeedbackItem
 
-LEDGER_KIND = {"issued": "card-set-issued", "shadow": "card-set-shadow"}
+LEDGER_KIND = {"issued": "card-set-issued"}
 
 
 class GovernedBackend:
@@ -47,49 +45,40 @@ class GovernedBackend:
         self.base_url = settings.base_url
         self._replay_guard = DatabaseReplayGuard()
         self.governance = governance_cache(engine, settings.governance_refresh_seconds)
+        self.shadow = ShadowRunner(engine, self.app_launch_url)
         self._descriptors = [d for s in catalogue.values() for d in s.descriptors()]
 
     def descriptors(self) -> list[ServiceDescriptor]:
         return self._descriptors
 
-    def advise(self, call: HookCall) -> AdviceSet:
-        """The model runs only if its status and intended use let it; its output then passes the
-        guardrails. Shadow output is kept but never shown."""
+    def advise(self, call: HookCall) -> ServedAdvice:
+        """The active version runs if its intended use lets it, and its output passes its guardrails.
+        With no active version the call is recorded as suppressed. Shadow versions run later."""
         service = self.catalogue[call.service_id]
-        policy = service.model.policy
-        data = PatientData(
-            hook=call.request.hook,
-            patient_id=call.context.patient_id,
-            encounter_id=call.context.encounter_id,
-            resources=tuple(call.prefetch.resources()),
-            draft_orders=call.context.draft_orders,
-            selections=call.context.selections,
-        )
-        status, overridden = self._governance_reads(service, call)
-        if status in ("paused", "retired"):
-            return GovernedAdvice(disposition=status)
-        outside = outside_intended_use(policy, call.request.hook, data)
-        if outside is not None:
-            event = {"guardrail": "applicability", "detail": outside}
-            return GovernedAdvice(disposition="not-applicable", guardrail_events=(event,))
-        with metrics.ENGINE_LATENCY.labels(service.id).time():
-            suggested = service.engine.suggest(data)
-        governed = apply_guardrails(policy, suggested, data, overridden)
-        return replace(governed, disposition="shadow") if status == "shadow" else governed
+        statuses, overridden = self._governance_reads(service, call)
+        lead = service.versions[lead_version(statuses, service.models)]
+        shadows = tuple(v for v, status in statuses.items() if status == "shadow" and v in service.versions)
+        status = statuses[lead.model.version]
+        if status != "active":
+            disposition = status if status in ("paused", "retired") else "no-active-version"
+            return ServedAdvice(disposition=disposition, model=lead.model, shadows=shadows)
+        advice = run_version(lead, service.id, patient_data(call), overridden)
+        return replace(advice, shadows=shadows, overridden=frozenset(overridden))
 
-    def _governance_reads(self, service: GovernedService, call: HookCall) -> tuple[str, set[str]]:
-        """The model's status and the rules this clinician recently overrode for this patient, from
-        this process's cache: no database round trip while neither has changed."""
-        model, patient, user = service.model, call.context.patient_id, call.context.user_id
-        window = timedelta(hours=model.policy.override_suppression_hours)
+    def _governance_reads(self, service: GovernedService, call: HookCall) -> tuple[dict[str, str], set[str]]:
+        """Each version's status and the rules this clinician recently overrode for this patient,
+        from this process's cache: no database round trip while neither has changed."""
+        versions = service.models
+        patient, user = call.context.patient_id, call.context.user_id
+        window = timedelta(hours=max(model.policy.override_suppression_hours for model in versions))
         with self.governance.reading() as read:
-            status = read(("status", model.id, model.version), lambda c: current_status(c, model))
+            statuses = read(("statuses", service.id), lambda c: version_statuses(c, versions))
             overrides = read(
                 ("overrides", service.id, patient, user),
                 lambda c: recent_override_rules(c, service.id, patient, user, utcnow() - window),
             )
         since = utcnow() - window
-        return status, {rule for rule, overridden_at in overrides.items() if overridden_at >= since}
+        return statuses, {rule for rule, overridden_at in overrides.items() if overridden_at >= since}
 
     def app_launch_url(self) -> str:
         return f"{self.base_url}/app/launch"
@@ -99,18 +88,19 @@ class GovernedBackend:
             self._replay_guard.spend(connection, client)
 
     def record_response(
-        self, call: HookCall, advice: AdviceSet, cards: list[RenderedCard]
+        self, call: HookCall, advice: ServedAdvice, cards: list[RenderedCard]
     ) -> list[RenderedCard]:
         """The caller's token, card set, ledger entry and outbox message commit together or not at all.
 
         Everything is prepared before the transaction opens: SQLite admits one writer at a time, so
         the time between the first write and the commit is time every other worker waits.
-        Only issued card sets are written back to the EHR: shadow output and suppressed calls stay
-        in Countersign's own record.
+        Only issued card sets are written back as Provenance; suppressed calls stay in Countersign's
+        own record. Shadow versions then run on the same call, off the request path.
         """
         issued = advice.disposition == "issued"
-        target = self.settings.writeback_target(call.request.fhir_server) if issued else None
-        model = self.catalogue[call.service_id].model
+        writeback_target = self.settings.writeback_target(call.request.fhir_server)
+        target = writeback_target if issued else None
+        model = advice.model
         record = CardSetRecord.of(call, model, advice, cards)
         kind = LEDGER_KIND.get(advice.disposition, "invocation-suppressed")
         entry = card_set_entry(call, model, advice, cards)
@@ -122,6 +112,9 @@ class GovernedBackend:
             if target is not None:
                 outbox.enqueue(connection, CARD_SET, card_set_id, target)
         metrics.record_disposition(call.service_id, call.request.hook, advice, len(cards))
+        if advice.shadows:
+            service = self.catalogue[call.service_id]
+            self.shadow.submit(ShadowJob(call, service, advice.shadows, advice.overridden, writeback_target))
         return cards if issued else []
 
     def record_feedback(self, service_id: str, items: list[FeedbackItem]) -> int:

@@ -65,6 +65,8 @@ class CardSetRecord:
             "fhir_server": call.request.fhir_server,
             "input_refs": list(advice.inputs_used),
             "fetched_prefetch_keys": list(call.prefetch.fetched),
+            "latency_ms": getattr(advice, "latency_ms", None),
+            "failure": getattr(advice, "failure", None),
             "created_at": utcnow(),
         }
         return cls(card_set, [_issued_card(call.service_id, rendered) for rendered in cards])

@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.audit.ledger import unsealed_backlog
 from app.db import DATABASE_KEY, utcnow
 from app.files.validated import InvalidFile
-from app.governance.model_card import MODEL_CARDS_KEY, load_model_cards
+from app.governance.model_card import CARDS_DIRECTORY, MODEL_CARDS_KEY, load_model_cards
 from app.migrate import is_current
 
 log = logging.getLogger(__name__)
@@ -77,8 +77,6 @@ def _sealed_in_time(engine: Engine, report: dict) -> bool:
 
 def _registry_valid() -> bool:
     """A card edited into an invalid state, or removed, takes the process out of rotation."""
-    on_disk = load_model_cards()
-    served = current_app.extensions[MODEL_CARDS_KEY]
-    return bool(served) and all(
-        model_id in on_disk and on_disk[model_id].key == card.key for model_id, card in served.items()
-    )
+    on_disk = load_model_cards(CARDS_DIRECTORY, current_app.config["COUNTERSIGN"].model_cards_dir)
+    served = list(current_app.extensions[MODEL_CARDS_KEY])
+    return bool(served) and all(on_disk.card(card.id, card.version) is not None for card in served)

@@ -21,7 +21,15 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, JsonSchemaV
 from pydantic_core import core_schema
 from werkzeug.routing import Map, Rule
 
-from app.web.api import ModelDetail, ModelList, StatusChange, StatusChangeRequest
+from app.web.api import (
+    ActRequest,
+    ModelDetail,
+    ModelList,
+    PromotionAct,
+    ProposalRequest,
+    StatusChange,
+    StatusChangeRequest,
+)
 from cds_hooks.models import Coding, FeedbackItem, FeedbackRequest, HookRequest, SpecModel
 from fhir_profiles.operation_outcome import Severity
 
@@ -42,6 +50,8 @@ PATH_EXAMPLES = {
     "card_uuid": "00000000-0000-4000-8000-000000000000",
     "filename": "countersign.css",
     "kid": "countersign-smart-1",
+    "proposal_id": "1",
+    "hook_instance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
 }
 UUID_MEMBERS: dict[type[BaseModel], str] = {HookRequest: "hookInstance", FeedbackItem: "card"}
 INFO = {
@@ -483,6 +493,45 @@ ROUTES: dict[str, Operation] = {
         description="Signed-in SMART session with the X-CSRF-Token of that session; the approver is "
         "the session's fhirUser. Recorded in the ledger and written back as AuditEvent E9 + Provenance.",
     ),
+    "api.model_proposal": Operation(
+        "proposeModelVersion",
+        "Propose a shadow version for active (cmio or safety-officer); a different governor approves",
+        API,
+        {201: _json("The proposal as recorded", PromotionAct)},
+        errors=(400, 401, 403, 404, 409),
+        body=Body(ProposalRequest),
+        headers=("X-CSRF-Token",),
+        description="The proposer is the session's fhirUser; ledgered, written back as AuditEvent.",
+    ),
+    "api.approve_proposal": Operation(
+        "approveProposal",
+        "Approve a pending proposal: the version goes active, the one it replaces is retired",
+        API,
+        {200: _json("The approval as recorded", PromotionAct)},
+        errors=(400, 401, 403, 404, 409),
+        body=Body(ActRequest),
+        headers=("X-CSRF-Token",),
+        description="409 when the signed-in governor proposed it: a different governor must approve.",
+    ),
+    "api.withdraw_proposal": Operation(
+        "withdrawProposal",
+        "Withdraw a pending proposal",
+        API,
+        {200: _json("The withdrawal as recorded", PromotionAct)},
+        errors=(400, 401, 403, 404, 409),
+        body=Body(ActRequest),
+        headers=("X-CSRF-Token",),
+    ),
+    "api.model_rollback": Operation(
+        "rollBackModel",
+        "Incident action: undo the model's last promotion at once (one governor)",
+        API,
+        {200: _json("The rollback as recorded", PromotionAct)},
+        errors=(400, 401, 403, 404, 409),
+        body=Body(ActRequest),
+        headers=("X-CSRF-Token",),
+        description="409 when no promotion replaced an active version since the last rollback.",
+    ),
     "pages.catalogue": Operation(
         "appCatalogue",
         "Model catalogue (any signed-in role)",
@@ -496,7 +545,7 @@ ROUTES: dict[str, Operation] = {
         APP,
         {200: _page("The audit trail")},
         errors=(401, 403),
-        query=("kind", "since", "until"),
+        query=("kind", "since", "until", "model", "version"),
     ),
     "pages.dashboard": Operation(
         "appSafetyDashboard",
@@ -551,6 +600,24 @@ ROUTES: dict[str, Operation] = {
         {303: _redirect("To the review page")},
         errors=(400, 401, 403, 404, 409),
         body=_form("csrf_token", "reason", "comment"),
+    ),
+    "pages.model_comparison": Operation(
+        "appModelComparison",
+        "A shadow version against the active one on the calls both ran on: agreement, differing "
+        "calls, confidence, latency, decisions on the cards the shadow would drop (cmio, "
+        "safety-officer, auditor)",
+        APP,
+        {200: _page("The comparison, or why there is none yet")},
+        errors=(401, 403, 404),
+        query=("shadow", "limit"),
+    ),
+    "pages.hook_call": Operation(
+        "appHookCall",
+        "One hook call: every version's card set side by side, with decisions (cmio, safety-officer, "
+        "auditor)",
+        APP,
+        {200: _page("The call's card sets")},
+        errors=(401, 403, 404),
     ),
     "smart_launch.launch": Operation(
         "appLaunch",

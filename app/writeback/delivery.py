@@ -8,16 +8,27 @@ so the two messages may land in either order.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from app.audit.outbox import CARD_SET, DECISION, SAFETY_EVENT, SIGNED_REVIEW, USER_AUTHENTICATION
+from app.audit.outbox import (
+    CARD_SET,
+    DECISION,
+    MODEL_CHANGE,
+    MODEL_PROMOTION,
+    SAFETY_EVENT,
+    SHADOW_CARD_SET,
+    SIGNED_REVIEW,
+    USER_AUTHENTICATION,
+)
 from app.audit.tables import CardDecision, CardSet, IssuedCard
 from app.governance.lifecycle import ModelChange
-from app.governance.model_card import ModelCard
+from app.governance.model_card import ModelRegistry
+from app.governance.promotion import ModelPromotion
 from app.review.tables import ReviewDecision
 from app.safety.events import SafetyEvent
 from app.security.sign_in_audit import SignInEvent
@@ -32,7 +43,14 @@ from fhir_profiles.audit_events import (
     user_authentication_audit_event,
     write_back_audit_event,
 )
-from fhir_profiles.change_control import ModelChangeFacts, change_control_audit_event, change_provenance
+from fhir_profiles.change_control import (
+    ModelChangeFacts,
+    PromotionFacts,
+    change_control_audit_event,
+    change_provenance,
+    promotion_audit_event,
+    promotion_provenance,
+)
 from fhir_profiles.decisions import (
     DecisionFacts,
     acceptance_provenance,
@@ -52,32 +70,27 @@ from fhir_profiles.safety_report import SafetyReport, adverse_event
 from fhir_profiles.security_labels import URI_IDENTIFIER_SYSTEM
 from fhir_profiles.signed_document import SignedDraft, signed_document, signed_document_provenance
 
+SHADOW = "shadow"  # a card set's disposition when a shadow version made it (app.serving.shadow)
+
 
 @dataclass(frozen=True)
 class Deliverer:
     """Builds the Bundle for a message; raises DeliveryError when it cannot."""
 
     engine: Engine
-    models: dict[str, ModelCard]
+    models: ModelRegistry
     base_url: str
     known: dict[str, KnownReferences] = field(default_factory=dict)
 
     def build(self, kind: str, record_id: int, writer: FhirWriter) -> TransactionBundle:
-        """The message's Bundle; a record that cannot become valid FHIR is a permanent failure."""
+        """The message's Bundle; a record that cannot become valid FHIR, or a kind of message no
+        builder knows, is a permanent failure."""
+        builder = BUILDERS.get(kind)
+        if builder is None:
+            raise DeliveryError(f"no FHIR delivery for outbox messages of kind {kind!r}", permanent=True)
         with Session(self.engine) as session:
             try:
-                if kind == CARD_SET:
-                    bundle = self._card_set_bundle(session, record_id)
-                elif kind == DECISION:
-                    bundle = self._decision_bundle(session, record_id, writer)
-                elif kind == SAFETY_EVENT:
-                    bundle = self._safety_event_bundle(session, record_id)
-                elif kind == SIGNED_REVIEW:
-                    bundle = self._signed_review_bundle(session, record_id)
-                elif kind == USER_AUTHENTICATION:
-                    bundle = self._user_authentication_bundle(session, record_id, writer.server.key)
-                else:
-                    bundle = self._model_change_bundle(session, record_id)
+                bundle = builder(self, session, record_id, writer)
             except (ValidationError, KeyError, TypeError, ValueError) as error:
                 reason = f"the record cannot be expressed as valid FHIR ({type(error).__name__})"
                 raise DeliveryError(reason, permanent=True) from None
@@ -90,16 +103,18 @@ class Deliverer:
 
     def _device(self, bundle: TransactionBundle, model_id: str, version: str) -> str:
         """The model version's AI-Device, created once on the server and referenced from the Bundle."""
-        model = self.models[model_id]
+        model = self.models.card(model_id, version) or self.models.initial(model_id)
         key = f"{model.id}-{version}"
         device = ai_device(key, model.name, version, model.page_url(self.base_url))
         identifier = model_identifier(key)
         return bundle.add(device, f"device.{key}", f"identifier={identifier['system']}|{key}")
 
-    def _model_change_bundle(self, session: Session, change_id: int) -> TransactionBundle:
+    def _model_change_bundle(self, session: Session, change_id: int, writer: FhirWriter) -> TransactionBundle:
         bundle = TransactionBundle()
         change = session.get(ModelChange, change_id)
-        model = self.models[change.model_id]
+        model = self.models.card(change.model_id, change.model_version) or self.models.initial(
+            change.model_id
+        )
         facts = ModelChangeFacts(
             model_label=f"{model.name} {change.model_version}",
             device_ref=self._device(bundle, change.model_id, change.model_version),
@@ -110,13 +125,43 @@ class Deliverer:
             role=change.role,
             reason=change.reason,
             changed_at=change.changed_at,
+            approver_name=change.approver_name,
         )
         key = f"model-change.{change_id}.{change.changed_at.isoformat()}"
         bundle.add(change_control_audit_event(facts), f"{key}.audit-event")
         bundle.add(change_provenance(facts), f"{key}.provenance")
         return bundle
 
-    def _safety_event_bundle(self, session: Session, event_id: int) -> TransactionBundle:
+    def _model_promotion_bundle(self, session: Session, act_id: int, writer: FhirWriter) -> TransactionBundle:
+        """One act of a promotion (propose, approve, withdraw, rollback): its E9 AuditEvent naming
+        both versions' Devices, and the Provenance of the act on that AuditEvent and the Devices.
+        The status changes an approval or a rollback makes are messages of their own."""
+        bundle = TransactionBundle()
+        act = session.get(ModelPromotion, act_id)
+        model = self.models.card(act.model_id, act.model_version) or self.models.initial(act.model_id)
+        replaced = act.from_version
+        facts = PromotionFacts(
+            act=act.act,
+            model_name=model.name,
+            model_id=act.model_id,
+            model_version=act.model_version,
+            device_ref=self._device(bundle, act.model_id, act.model_version),
+            service_ref=add_service_device(bundle, GOVERNANCE_SERVICE),
+            governor=act.by,
+            role=act.role,
+            reason=act.reason,
+            at=act.at,
+            from_version=replaced,
+            from_device_ref=self._device(bundle, act.model_id, replaced) if replaced else None,
+            proposal=act.id if act.act == "propose" else act.proposal,
+            governor_name=act.by_name,
+        )
+        key = f"model-promotion.{act_id}.{act.at:%Y%m%dT%H%M%S%f}"
+        audit = bundle.add(promotion_audit_event(facts), f"{key}.audit-event")
+        bundle.add(promotion_provenance(facts, audit), f"{key}.provenance")
+        return bundle
+
+    def _safety_event_bundle(self, session: Session, event_id: int, writer: FhirWriter) -> TransactionBundle:
         bundle = TransactionBundle()
         event = session.get(SafetyEvent, event_id)
         report = SafetyReport(
@@ -134,8 +179,11 @@ class Deliverer:
         bundle.add(adverse_event(report), f"safety-event.{event_id}.{event.card_uuid}")
         return bundle
 
-    def _user_authentication_bundle(self, session: Session, event_id: int, server: str) -> TransactionBundle:
+    def _user_authentication_bundle(
+        self, session: Session, event_id: int, writer: FhirWriter
+    ) -> TransactionBundle:
         """A sign-in or session end: its AuditEvent and the SMART app's Device it names; no patient."""
+        server = writer.server.key
         bundle = TransactionBundle()
         event = session.get(SignInEvent, event_id)
         authentication = Authentication(
@@ -153,7 +201,9 @@ class Deliverer:
         bundle.add(user_authentication_audit_event(authentication), key)
         return bundle
 
-    def _signed_review_bundle(self, session: Session, review_id: int) -> TransactionBundle:
+    def _signed_review_bundle(
+        self, session: Session, review_id: int, writer: FhirWriter
+    ) -> TransactionBundle:
         """The signed document, its AI-Provenance and the AuditEvent of our write (E5)."""
         bundle = TransactionBundle()
         review = session.get(ReviewDecision, review_id)
@@ -200,9 +250,11 @@ class Deliverer:
             fetched_prefetch_keys=tuple(card_set.fetched_prefetch_keys),
         )
 
-    def _card_set_bundle(self, session: Session, card_set_id: int) -> TransactionBundle:
+    def _card_set_bundle(self, session: Session, card_set_id: int, writer: FhirWriter) -> TransactionBundle:
         bundle = TransactionBundle()
         card_set = session.get(CardSet, card_set_id)
+        if card_set.disposition == SHADOW:
+            raise ValueError("a shadow card set was never shown: it is written as a shadow run only")
         facts = self._facts(session, card_set, bundle)
         group = bundle.add(request_group(facts), f"{facts.key}.request-group") if facts.cards else ""
         guidance = bundle.add(guidance_response(facts, group), f"{facts.key}.guidance-response")
@@ -210,6 +262,20 @@ class Deliverer:
         bundle.add(hook_call_audit_event(facts, guidance), f"{facts.key}.audit-event")
         for key in facts.fetched_prefetch_keys:
             bundle.add(service_read_audit_event(facts, key), f"{facts.key}.read.{key}")
+        return bundle
+
+    def _shadow_card_set_bundle(
+        self, session: Session, card_set_id: int, writer: FhirWriter
+    ) -> TransactionBundle:
+        """A shadow version's run on a hook call: its AuditEvent (subtype ``shadow``) with the
+        version's Device and the service's, and nothing of its cards: they were never shown, so
+        no GuidanceResponse, RequestGroup or AI-Provenance says they were."""
+        bundle = TransactionBundle()
+        card_set = session.get(CardSet, card_set_id)
+        if card_set.disposition != SHADOW:
+            raise ValueError(f"card set {card_set_id} is {card_set.disposition}, not a shadow run")
+        facts = self._facts(session, card_set, bundle)
+        bundle.add(hook_call_audit_event(facts, None, shadow=True), f"{facts.key}.shadow-audit-event")
         return bundle
 
     def _decision_bundle(self, session: Session, decision_id: int, writer: FhirWriter) -> TransactionBundle:
@@ -260,6 +326,20 @@ class Deliverer:
                     facts.patient_id, written, facts.user_id, decided.decided_at, facts.service_ref
                 )
                 bundle.add(audit, f"{step}.audit-event")
+
+
+Builder = Callable[[Deliverer, Session, int, FhirWriter], TransactionBundle]
+#: The builder of each kind of outbox message (``app.audit.outbox``): any other kind is refused.
+BUILDERS: dict[str, Builder] = {
+    CARD_SET: Deliverer._card_set_bundle,
+    SHADOW_CARD_SET: Deliverer._shadow_card_set_bundle,
+    DECISION: Deliverer._decision_bundle,
+    SAFETY_EVENT: Deliverer._safety_event_bundle,
+    SIGNED_REVIEW: Deliverer._signed_review_bundle,
+    USER_AUTHENTICATION: Deliverer._user_authentication_bundle,
+    MODEL_CHANGE: Deliverer._model_change_bundle,
+    MODEL_PROMOTION: Deliverer._model_promotion_bundle,
+}
 
 
 def add_service_device(bundle: TransactionBundle, service_key: str) -> str:

@@ -23,7 +23,7 @@ from sqlalchemy import Engine
 from app.audit import outbox, target_breaker
 from app.audit.target_breaker import BreakerPolicy, TargetState
 from app.db import utcnow
-from app.governance.model_card import ModelCard
+from app.governance.model_card import ModelRegistry
 from app.observability.metrics import OUTBOX_SETTLED
 from app.security.signing_key import signing_key
 from app.settings import Settings, WriteBackServer
@@ -267,7 +267,7 @@ class OutboxWorker:
         return stop
 
 
-def outbox_worker(settings: Settings, engine: Engine, models: dict[str, ModelCard]) -> OutboxWorker:
+def outbox_worker(settings: Settings, engine: Engine, models: ModelRegistry) -> OutboxWorker:
     for name in REMOVED_SETTINGS:
         if name in os.environ:
             log.warning(

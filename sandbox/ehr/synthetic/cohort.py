@@ -15,6 +15,8 @@ CLINICIAN_ID = "cs-dr-hale"
 CLINICIAN = f"Practitioner/{CLINICIAN_ID}"
 CMIO_ID = "cs-dr-osei"
 CMIO = f"Practitioner/{CMIO_ID}"
+SAFETY_OFFICER_ID = "cs-dr-rivera"
+SAFETY_OFFICER = f"Practitioner/{SAFETY_OFFICER_ID}"
 
 
 @dataclass
@@ -500,11 +502,13 @@ def _renamed(value: object, old: str, new: str) -> object:
 
 
 def shared_resources(suffix: str = "") -> list[dict]:
-    """Resources every chart refers to: the demo clinician, and the CMIO who governs the models
-    (``suffix``: a run's own copies, as ``cohort(..., own_staff=True)`` refers to them)."""
+    """Resources every chart refers to: the demo clinician, and the CMIO and the safety officer who
+    govern the models (``suffix``: a run's own copies, as ``cohort(..., own_staff=True)`` refers to
+    them)."""
     return [
         fhir.practitioner(CLINICIAN_ID + suffix, "Jordan", "Hale"),
         fhir.practitioner(CMIO_ID + suffix, "Ama", "Osei"),
+        fhir.practitioner(SAFETY_OFFICER_ID + suffix, "Sam", "Rivera"),
     ]
 
 

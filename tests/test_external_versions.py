@@ -1,0 +1,161 @@
+"""The hospital's own model as a version of a built-in service: it runs in shadow beside the
+LACE index, is promoted by two governors, answers the next call as an external model, fails closed
+(timeout, malformed answer: no card, the reason recorded, never a 500), and is rolled back.
+
+Its server is a real HTTP server speaking KServe v2 (``tests/model_server.py``); the write-back
+goes to the strict FHIR test server, which accepts every message the loop leaves."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+from sqlalchemy import text
+from sqlmodel import Session, select
+
+from app import DATABASE_KEY, WORKER_KEY
+from app.audit.tables import CardSet
+from app.files.validated import InvalidFile, load_yaml
+from app.governance.model_card import CARDS_DIRECTORY, load_model_cards
+from app.governance.promotion import approve, propose, rollback
+from tests.builders import PATIENT_ID
+from tests.governance_helpers import CMIO, SAFETY_OFFICER, registry
+from tests.model_server import KServeModelServer
+from tests.test_external_model import EXAMPLE
+from tests.test_readmission_risk import discharge_request, high_risk_chart, prefetch_for
+from tests.writeback_helpers import drain, statuses, writeback_settings
+
+SERVICE = "/cds-services/readmission-risk"
+MODEL = "readmission-risk"
+DEADLINE = 0.5
+
+
+def external_card(url: str, **changes: object) -> dict:
+    """readmission-risk 2.0.0: the LACE card's governance text, served by the hospital's server."""
+    card = load_yaml(CARDS_DIRECTORY / "readmission-risk-1.0.0.yaml")
+    for name in ("knowledge_base", "measured"):
+        card.pop(name)
+    endpoint = copy.deepcopy(EXAMPLE["endpoint"]) | {"url": url, "deadline_seconds": DEADLINE}
+    return card | {"version": "2.0.0", "name": "Hospital readmission-30d", "status": "shadow",
+                   "kind": "Machine-Learning", "endpoint": endpoint} | changes  # fmt: skip
+
+
+def write_cards(directory: Path, *cards: dict) -> Path:
+    directory.mkdir(exist_ok=True)
+    for card in cards:
+        with (directory / f"{card['id']}-{card['version']}.yaml").open("w") as handle:
+            YAML().dump(card, handle)
+    return directory
+
+
+@pytest.fixture
+def model_server() -> Iterator[KServeModelServer]:
+    with KServeModelServer() as server:
+        yield server
+
+
+@pytest.fixture
+def governed_app(make_app, model_server, fhir_server, tmp_path):
+    cards = write_cards(tmp_path / "cards", external_card(model_server.url))
+    return make_app(
+        model_cards_dir=cards, **writeback_settings(fhir_server), writeback_default_server=fhir_server
+    )
+
+
+def discharge(app, auth) -> tuple[int, list[dict]]:
+    body = discharge_request(prefetch_for(high_risk_chart())) | {"fhirServer": "http://fhir.example/fhir"}
+    response = app.test_client().post(SERVICE, json=body, headers=auth(SERVICE))
+    return response.status_code, response.get_json()["cards"]
+
+
+def last_card_set(app) -> CardSet:
+    with Session(app.extensions[DATABASE_KEY]) as session:
+        return session.exec(select(CardSet).order_by(CardSet.id.desc())).first()
+
+
+def act(app, action, *args, governor=CMIO, reason="Readmission model loop"):
+    return action(app.extensions[DATABASE_KEY], registry(app), *args, governor=governor, reason=reason,
+                  writeback_target=app.config["COUNTERSIGN"].writeback_target(None))  # fmt: skip
+
+
+def test_an_external_version_runs_in_shadow_is_promoted_fails_closed_and_is_rolled_back(
+    governed_app, model_server, auth
+):
+    app = governed_app
+    status, cards = discharge(app, auth)
+    assert status == 200 and cards[0]["source"]["label"] == "Countersign Readmission Risk (LACE) 1.0.0"
+    app.extensions["cds_hooks"].backend.shadow.drain()
+    shadow = last_card_set(app)
+    assert (shadow.model_version, shadow.disposition) == ("2.0.0", "shadow")
+    assert model_server.request_count == 1
+    sent = json.dumps(model_server.last_request)
+    assert PATIENT_ID not in sent and "Patient" not in sent and "1956" not in sent
+
+    proposal = act(app, propose, registry(app).card(MODEL, "2.0.0")).id
+    act(app, approve, proposal, governor=SAFETY_OFFICER)
+    status, [card] = discharge(app, auth)
+    assert status == 200
+    assert card["source"]["label"] == "Hospital readmission-30d 2.0.0 (external model)"
+    assert card["summary"].startswith("30-day readmission risk ")
+
+    for mode, reason in (("slow", f"timeout after {DEADLINE} s"), ("wrong-shape", "malformed answer")):
+        model_server.mode = mode
+        assert discharge(app, auth) == (200, [])
+        recorded = last_card_set(app)
+        assert (recorded.disposition, recorded.model_version) == ("model-unavailable", "2.0.0")
+        assert recorded.failure.startswith(reason)
+    model_server.mode = "normal"
+
+    act(app, rollback, MODEL, reason="Incident: the readmission server times out")
+    status, [card] = discharge(app, auth)
+    assert card["source"]["label"] == "Countersign Readmission Risk (LACE) 1.0.0"
+    with app.extensions[DATABASE_KEY].connect() as connection:
+        failures = (
+            connection.execute(
+                text("SELECT content FROM ledger_entry WHERE kind = 'invocation-suppressed' ORDER BY seq")
+            )
+            .scalars()
+            .all()
+        )
+    assert [json.loads(entry)["guardrails"][0]["guardrail"] for entry in failures] == [
+        "model-unavailable"
+    ] * 2
+    drain(app.extensions[WORKER_KEY])
+    assert set(statuses(app)) == {"delivered"}, "the FHIR server accepted every message of the loop"
+
+
+@pytest.mark.parametrize("mode", ["error-500", "not-json", "nan", "wrong-id", "redirect"])
+def test_an_active_external_model_that_cannot_answer_gives_no_card_and_never_a_500(
+    governed_app, model_server, auth, mode
+):
+    proposal = act(governed_app, propose, registry(governed_app).card(MODEL, "2.0.0")).id
+    act(governed_app, approve, proposal, governor=SAFETY_OFFICER)
+    model_server.mode = mode
+    assert discharge(governed_app, auth) == (200, [])
+    assert last_card_set(governed_app).failure
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda card: card["endpoint"].pop("deadline_seconds"),
+            r"endpoint\.deadline_seconds: Field required",
+        ),
+        (lambda card: card.update(colour="blue"), r"colour: Extra inputs are not permitted"),
+        (lambda card: card.update(status="active"), r"status: readmission-risk 1\.0\.0 is already active"),
+        (
+            lambda card: card.update(knowledge_base="x.yaml"),
+            r"endpoint: an external model has no knowledge_base",
+        ),
+    ],
+)
+def test_a_bad_card_stops_the_start_and_names_the_field(tmp_path, edit, message):
+    card = external_card("http://127.0.0.1:9")
+    edit(card)
+    with pytest.raises(InvalidFile, match=message):
+        load_model_cards(CARDS_DIRECTORY, write_cards(tmp_path / "cards", card))
