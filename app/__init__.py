@@ -12,13 +12,13 @@ import smart_launch
 from app import observability
 from app.audit import ledger
 from app.db import DATABASE_KEY, INSTANCE_DIR, create_db_engine, default_database_url
-from app.governance.model_card import CARDS_DIRECTORY, MODEL_CARDS_KEY, load_model_cards
+from app.governance.model_card import MODEL_CARDS_KEY
 from app.pages import blueprint as pages
 from app.security import sign_in_audit
 from app.security.data_keys import data_sealer
 from app.security.signing_key import signing_key
 from app.serving.backend import GovernedBackend
-from app.serving.catalogue import build_catalogue
+from app.serving.catalogue import load_catalogue
 from app.settings import Settings
 from app.web import api, hardening, health, jwks, openapi, rate_limit
 from app.web.json_provider import OrjsonProvider
@@ -41,9 +41,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     engine = create_db_engine(settings.database_url or default_database_url(), settings.database_pool)
     app.extensions[DATABASE_KEY] = engine
-    models = load_model_cards(CARDS_DIRECTORY, settings.model_cards_dir)
+    models, catalogue = load_catalogue(settings)
     app.extensions[MODEL_CARDS_KEY] = models
-    backend = GovernedBackend(build_catalogue(models, settings.base_url, settings), engine, settings)
+    backend = GovernedBackend(catalogue, engine, settings)
     observability.init_app(app, settings, frozenset(backend.catalogue))
     rate_limit.init_app(app, settings)
     smart_config = _smart_config(settings, engine)

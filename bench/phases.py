@@ -83,7 +83,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         for store in stores:
             with database(store, Path(scratch), "phases", args.postgres_url) as url:
-                figures[store] = _measure(_application(url, Path(scratch), signer), signer, args.calls)
+                figures[store] = _measure(in_process_app(url, Path(scratch), signer), signer, args.calls)
     report = _report(figures, args.calls)
     print(report)
     if args.append:
@@ -91,7 +91,7 @@ def main() -> None:
             output.write("\n" + report)
 
 
-def _application(database_url: str, scratch: Path, signer: Signer) -> Flask:
+def in_process_app(database_url: str, scratch: Path, signer: Signer) -> Flask:
     """Sealing is left to ``_sealing`` (no sealer thread), so that a call's counts are its own."""
     upgrade(database_url)
     metrics_dir = scratch / "metrics"
@@ -108,14 +108,14 @@ def _application(database_url: str, scratch: Path, signer: Signer) -> Flask:
 
 def _measure(application: Flask, signer: Signer, calls: int) -> StoreFigures:
     engine = application.extensions[DATABASE_KEY]
-    environs = [_environ(signer) for _ in range(WARM_UP + COUNTED + calls)]
+    environs = [call_environ(signer) for _ in range(WARM_UP + COUNTED + calls)]
     for environ in environs[:WARM_UP]:
-        _send(application, environ)
+        send(application, environ)
     with database_work(engine) as work:
         for environ in environs[WARM_UP : WARM_UP + COUNTED]:
-            _send(application, environ)
+            send(application, environ)
     timed = environs[WARM_UP + COUNTED :]
-    cpu_ms, server_cpu_ms = _cpu(engine, lambda: [_send(application, e) for e in timed[: calls // 2]])
+    cpu_ms, server_cpu_ms = _cpu(engine, lambda: [send(application, e) for e in timed[: calls // 2]])
     entries, rounds, sealing_work, sealing_cpu = _sealing(engine)
     return StoreFigures(
         cpu_ms=cpu_ms / (calls // 2),
@@ -189,7 +189,7 @@ def _idle_work(application: Flask) -> DatabaseWork:
     return work.per(IDLE_SECONDS)
 
 
-def _environ(signer: Signer) -> dict:
+def call_environ(signer: Signer) -> dict:
     body = json.dumps(order_sign() | {"hookInstance": str(uuid.uuid4())}).encode()
     return {
         "REQUEST_METHOD": "POST",
@@ -206,7 +206,7 @@ def _environ(signer: Signer) -> dict:
     }
 
 
-def _send(application: Flask, environ: dict) -> None:
+def send(application: Flask, environ: dict) -> None:
     statuses: list[str] = []
     body = application(environ, lambda status, headers, exc_info=None: statuses.append(status))
     b"".join(body)
@@ -219,7 +219,7 @@ def _timed_phases(application: Flask, calls: list[dict]) -> Counter[str]:
     times: Counter[str] = Counter()
     with _phases(application, times):
         for environ in calls:
-            _send(application, environ)
+            send(application, environ)
     return times
 
 

@@ -98,7 +98,8 @@ def make_settings(database_url: str, client_jwks: dict) -> Callable[..., Setting
 
 @pytest.fixture
 def make_app(make_settings: Callable[..., Settings]) -> Iterator[Callable[..., Flask]]:
-    """Apps on migrated databases; their governance watchers stop before the database goes away."""
+    """Apps on migrated databases; their governance watchers and shadow processes stop before the
+    database goes away."""
     built: list[Flask] = []
 
     def build(**overrides: object) -> Flask:
@@ -109,7 +110,9 @@ def make_app(make_settings: Callable[..., Settings]) -> Iterator[Callable[..., F
 
     yield build
     for app in built:
-        app.extensions["cds_hooks"].backend.governance.watcher.stop()
+        backend = app.extensions["cds_hooks"].backend
+        backend.governance.watcher.stop()
+        backend.shadow.stop()
 
 
 @pytest.fixture

@@ -10,11 +10,14 @@ authorization server, Countersign in the chart's cross-site iframe, outbox worke
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import FrameLocator, Page, expect
+from sqlalchemy import create_engine, func, select
 
+from app.audit.tables import CardSet
 from sandbox.ehr.synthetic.cohort import CMIO, SAFETY_OFFICER
 from tests.test_browser_cmio_journey import SERVICE, page, stack  # noqa: F401 (fixtures)
 from tests.test_browser_journey import eventually
@@ -74,6 +77,9 @@ def test_shadow_compare_two_person_promotion_and_rollback_on_the_sandbox_ehr(
     assert "Countersign Medication Safety 1.0.0" in sign(page, stack.ehr_url, renal, "gabapentin-300-tid")
     assert "1.0.0" in sign(page, stack.ehr_url, ppi, "pantoprazole-40-daily")
 
+    # The shadow process records 1.1.0's runs a moment after each answer.
+    assert _shadow_runs(stack.database_url, 4) == 4
+
     # The comparison over the four calls: the duplicate-PPI card, at drafting and at signing, is one
     # only 1.0.0 raised; each such call opens on a page with both versions' cards.
     frame = launch(page, "cmio")
@@ -117,6 +123,18 @@ def test_shadow_compare_two_person_promotion_and_rollback_on_the_sandbox_ehr(
     assert "Countersign Medication Safety 1.0.0" in sign(page, stack.ehr_url, renal, "gabapentin-300-tid")
 
     _assert_each_step_on_the_fhir_server(fhir_server, renal)
+
+
+def _shadow_runs(database_url: str, wanted: int) -> int:
+    engine = create_engine(database_url)
+    count = select(func.count()).where(CardSet.disposition == "shadow")
+    deadline = time.monotonic() + 60
+    with engine.connect() as connection:
+        while (found := connection.execute(count).scalar()) < wanted and time.monotonic() < deadline:
+            connection.rollback()
+            time.sleep(0.2)
+    engine.dispose()
+    return found
 
 
 def _assert_each_step_on_the_fhir_server(fhir_server: str, patient_id: str) -> None:

@@ -72,17 +72,13 @@ def test_an_issued_card_moves_requests_latency_cards_dispositions_and_engine_tim
     assert delta(before, after, "countersign_engine_duration_seconds_count", **engine) == 1
 
 
-def test_suppressions_by_reason_paused_shadow_applicability_and_alert_fatigue(app, client, auth):
+def test_suppressions_by_reason_paused_applicability_and_alert_fatigue(app, client, auth):
     before = scrape(client)
     change(app, "pause")
     assert call(client, auth, order_sign_request([medication_request("d1")])) == []
     change(app, "resume")
     child = full_prefetch(egfr_value=25) | {"patient": patient() | {"birthDate": "2020-01-01"}}
     assert call(client, auth, order_sign_request([medication_request("d3")], child)) == []
-    change(app, "shadow", version="1.1.0")
-    assert call(client, auth, order_sign_request([medication_request("d2")]))  # 1.0.0 still answers
-    app.extensions["cds_hooks"].backend.shadow.drain()
-    change(app, "pause", version="1.1.0")
     card = call(client, auth, order_sign_request([medication_request("d4")]))[0]
     reason = {"system": card["overrideReasons"][0]["system"], "code": "patient-ineligible"}
     feedback = client.post(
@@ -91,10 +87,10 @@ def test_suppressions_by_reason_paused_shadow_applicability_and_alert_fatigue(ap
     assert feedback.status_code == 200
     assert call(client, auth, order_sign_request([medication_request("d5")])) == []
     after = scrape(client)
-    for reason_label in ("paused", "shadow", "applicability", "alert-fatigue"):
+    for reason_label in ("paused", "applicability", "alert-fatigue"):
         moved = delta(before, after, "countersign_suppressions_total", reason=reason_label, **HOOK)
         assert moved >= 1, reason_label
-    for disposition in ("paused", "shadow", "not-applicable"):
+    for disposition in ("paused", "not-applicable"):
         moved = delta(before, after, "countersign_hook_dispositions_total", disposition=disposition, **HOOK)
         assert moved == 1, disposition
     outcome = {"outcome": "overridden", "override_reason": "patient-ineligible"}

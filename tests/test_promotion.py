@@ -12,7 +12,7 @@ import time
 import pytest
 import requests
 from click.testing import CliRunner
-from sqlalchemy import text
+from sqlalchemy import func, text
 from sqlmodel import Session, select
 
 from app import DATABASE_KEY
@@ -25,7 +25,7 @@ from tests.builders import medication_request, order_sign_request
 from tests.conftest import BASE_URL
 from tests.governance_helpers import CMIO, SAFETY_OFFICER, change, registry
 from tests.smart_helpers import ehr_launch, smart_settings
-from tests.test_governance_cache import WITHIN, _took_effect, workers
+from tests.test_governance_cache import WITHIN, _took_effect, seconds_until, workers
 
 SERVICE = "/cds-services/medication-safety"
 MODEL = "medication-safety"
@@ -240,6 +240,13 @@ def test_a_promotion_and_a_rollback_reach_every_worker_process_within_a_second(
         assert all("1.0.0" in version(url) for url in urls), "a first call starts each worker's watcher"
         time.sleep(0.6)
         assert all("1.0.0" in version(url) for url in urls), "and, once it vouches, this one fills the cache"
+        shadow_runs = select(func.count()).where(CardSet.disposition == "shadow")
+
+        def recorded_shadows() -> int:
+            with app.extensions[DATABASE_KEY].connect() as connection:
+                return connection.execute(shadow_runs).scalar()
+
+        seconds_until(lambda: recorded_shadows() == 2 * len(urls), timeout=60)  # each worker's shadow process
         governed(app, approve, proposal, governor=SAFETY_OFFICER)
         assert max(_took_effect(urls, lambda url: "1.1.0" in version(url))) < WITHIN
         governed(app, rollback, MODEL, reason="Incident: one-step rollback")

@@ -21,7 +21,7 @@ from app.serving.card_records import (
     decision_entry,
     recent_override_rules,
 )
-from app.serving.catalogue import GovernedService
+from app.serving.catalogue import GovernedService, launch_url
 from app.serving.replay_guard import DatabaseReplayGuard
 from app.serving.runs import ServedAdvice, patient_data, run_version
 from app.serving.shadow import ShadowJob, ShadowRunner
@@ -31,8 +31,6 @@ from cds_hooks.backend import HookCall
 from cds_hooks.cards import RenderedCard
 from cds_hooks.discovery import ServiceDescriptor
 from cds_hooks.models import FeedbackItem
-
-LEDGER_KIND = {"issued": "card-set-issued"}
 
 
 class GovernedBackend:
@@ -45,7 +43,7 @@ class GovernedBackend:
         self.base_url = settings.base_url
         self._replay_guard = DatabaseReplayGuard()
         self.governance = governance_cache(engine, settings.governance_refresh_seconds)
-        self.shadow = ShadowRunner(engine, self.app_launch_url)
+        self.shadow = ShadowRunner(settings)
         self._descriptors = [d for s in catalogue.values() for d in s.descriptors()]
 
     def descriptors(self) -> list[ServiceDescriptor]:
@@ -81,7 +79,7 @@ class GovernedBackend:
         return statuses, {rule for rule, overridden_at in overrides.items() if overridden_at >= since}
 
     def app_launch_url(self) -> str:
-        return f"{self.base_url}/app/launch"
+        return launch_url(self.base_url)
 
     def spend_token(self, client: VerifiedClient) -> None:
         with self.engine.begin() as connection:
@@ -102,7 +100,7 @@ class GovernedBackend:
         target = writeback_target if issued else None
         model = advice.model
         record = CardSetRecord.of(call, model, advice, cards)
-        kind = LEDGER_KIND.get(advice.disposition, "invocation-suppressed")
+        kind = "card-set-issued" if issued else "invocation-suppressed"
         entry = card_set_entry(call, model, advice, cards)
         with self.engine.begin() as connection:
             if call.client is not None:
@@ -113,8 +111,7 @@ class GovernedBackend:
                 outbox.enqueue(connection, CARD_SET, card_set_id, target)
         metrics.record_disposition(call.service_id, call.request.hook, advice, len(cards))
         if advice.shadows:
-            service = self.catalogue[call.service_id]
-            self.shadow.submit(ShadowJob(call, service, advice.shadows, advice.overridden, writeback_target))
+            self.shadow.submit(ShadowJob.of(call, advice.shadows, advice.overridden, writeback_target))
         return cards if issued else []
 
     def record_feedback(self, service_id: str, items: list[FeedbackItem]) -> int:

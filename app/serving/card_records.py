@@ -15,7 +15,7 @@ from app.audit.tables import CardDecision, CardSet, IssuedCard
 from app.db import as_utc, utcnow
 from app.governance.cache import signal_change
 from app.governance.model_card import ModelCard
-from cds_hooks.advice import AdviceSet
+from app.serving.runs import ServedAdvice
 from cds_hooks.backend import HookCall, UnknownCards, UnknownSuggestions
 from cds_hooks.cards import RenderedCard
 from cds_hooks.models import FeedbackItem
@@ -49,7 +49,7 @@ class CardSetRecord:
 
     @classmethod
     def of(
-        cls, call: HookCall, model: ModelCard, advice: AdviceSet, cards: list[RenderedCard]
+        cls, call: HookCall, model: ModelCard, advice: ServedAdvice, cards: list[RenderedCard]
     ) -> CardSetRecord:
         card_set = {
             "uuid": str(uuid.uuid4()),
@@ -65,8 +65,8 @@ class CardSetRecord:
             "fhir_server": call.request.fhir_server,
             "input_refs": list(advice.inputs_used),
             "fetched_prefetch_keys": list(call.prefetch.fetched),
-            "latency_ms": getattr(advice, "latency_ms", None),
-            "failure": getattr(advice, "failure", None),
+            "latency_ms": advice.latency_ms,
+            "failure": advice.failure,
             "created_at": utcnow(),
         }
         return cls(card_set, [_issued_card(call.service_id, rendered) for rendered in cards])
@@ -148,14 +148,14 @@ def _decision(item: FeedbackItem, card: IssuedCard) -> CardDecision:
     )
 
 
-def card_set_entry(call: HookCall, model: ModelCard, advice: AdviceSet, cards: list[RenderedCard]) -> dict:
+def card_set_entry(call: HookCall, model: ModelCard, advice: ServedAdvice, cards: list[RenderedCard]) -> dict:
     """What the ledger keeps of a response: who asked, which model answered, what it said."""
     return {
         "hookInstance": call.request.hookInstance,
         "service": call.service_id,
         "model": f"{model.id}@{model.version}",
         "disposition": advice.disposition,
-        "guardrails": list(getattr(advice, "guardrail_events", ())),
+        "guardrails": list(advice.guardrail_events),
         "patient": call.context.patient_id,
         "user": call.context.user_id,
         "inputs": list(advice.inputs_used),

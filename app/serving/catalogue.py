@@ -17,7 +17,7 @@ from app.engines.problem_list_gaps import ProblemListGapsEngine
 from app.engines.problem_list_knowledge import load_problem_list_knowledge
 from app.engines.readmission_lace import ReadmissionLaceEngine
 from app.files.validated import InvalidFile
-from app.governance.model_card import ModelCard, ModelRegistry
+from app.governance.model_card import CARDS_DIRECTORY, ModelCard, ModelRegistry, load_model_cards
 from app.llm.prompt_card import load_prompt_cards
 from app.settings import Settings
 from cds_hooks.advice import CardSource
@@ -127,6 +127,17 @@ def card_source(model: ModelCard, base_url: str, topic_code: str, topic_display:
 def knowledge_path(model: ModelCard) -> Path | None:
     """The card's knowledge file (a repository path), else the engine's shipped default."""
     return REPOSITORY / model.knowledge_base if model.knowledge_base else None
+
+
+def launch_url(base_url: str) -> str:
+    """Where a card's SMART link launches the app."""
+    return f"{base_url}/app/launch"
+
+
+def load_catalogue(settings: Settings) -> tuple[ModelRegistry, dict[str, GovernedService]]:
+    """The model cards (shipped and the hospital's own) and the services they serve."""
+    registry = load_model_cards(CARDS_DIRECTORY, settings.model_cards_dir)
+    return registry, build_catalogue(registry, settings.base_url, settings)
 
 
 def build_catalogue(
