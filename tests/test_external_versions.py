@@ -13,12 +13,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from ruamel.yaml import YAML
 from sqlalchemy import text
 from sqlmodel import Session, select
 
 from app import DATABASE_KEY, WORKER_KEY
 from app.audit.tables import CardSet
+from app.cli import main
 from app.files.validated import InvalidFile, load_yaml
 from app.governance.model_card import CARDS_DIRECTORY, load_model_cards
 from app.governance.promotion import approve, propose, rollback
@@ -159,3 +161,29 @@ def test_a_bad_card_stops_the_start_and_names_the_field(tmp_path, edit, message)
     edit(card)
     with pytest.raises(InvalidFile, match=message):
         load_model_cards(CARDS_DIRECTORY, write_cards(tmp_path / "cards", card))
+
+
+def test_eval_measures_an_external_version_by_calling_its_server_and_writes_its_card(model_server, tmp_path):
+    cards = write_cards(tmp_path / "cards", external_card(model_server.url))
+    arguments = [
+        "eval",
+        MODEL,
+        "--version",
+        "2.0.0",
+        "--size",
+        "40",
+        "--seed",
+        "7",
+        "--cards-dir",
+        str(cards),
+    ]
+    result = CliRunner().invoke(main, arguments)
+    assert result.exit_code == 0, result.output
+    assert model_server.request_count == 40, "one inference per synthetic patient"
+    card = load_model_cards(cards).card(MODEL, "2.0.0")
+    assert card.measured.cohort_size == 40
+    assert card.measured.command == f"countersign eval {MODEL} --version 2.0.0 --size 40 --seed 7"
+    assert {m.measure for m in card.measured.measures} == {"sensitivity", "ppv", "specificity"}
+    assert card.source_attributes.internal_validity.startswith(
+        f"Measured by `countersign eval {MODEL} --version 2.0.0"
+    )
