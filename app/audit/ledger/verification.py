@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 
 import orjson
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Engine,
     Row,
@@ -25,7 +26,6 @@ from sqlalchemy import (
     exists,
     func,
     insert,
-    or_,
     select,
     update,
 )
@@ -193,11 +193,22 @@ UNSEALED_ENTRIES = (
 )
 SEALED_TAIL = select(func.max(LedgerSeal.last_position))
 _COPY = LedgerEntry.__table__.alias("copy")
+
+
+def _copies_among(entries: ColumnElement[bool]) -> Select:
+    return (
+        select(LedgerEntry.seq, _COPY.c.seq.label("original"))
+        .join(_COPY, and_(_COPY.c.mac == LedgerEntry.mac, _COPY.c.seq < LedgerEntry.seq))
+        .where(entries)
+        .limit(1)
+    )
+
+
+# Two statements, not one with OR: SQLite answers an OR of two indexed conditions by collecting
+# every matching rowid first (memory that grows with the ledger); each of these streams.
 COPIES = (
-    select(LedgerEntry.seq, _COPY.c.seq.label("original"))
-    .join(_COPY, and_(_COPY.c.mac == LedgerEntry.mac, _COPY.c.seq < LedgerEntry.seq))
-    .where(or_(LedgerEntry.position > bindparam("after"), LedgerEntry.position.is_(None)))
-    .limit(1)
+    _copies_among(LedgerEntry.position > bindparam("after")),
+    _copies_among(LedgerEntry.position.is_(None)),
 )
 RECORDS_FROM = (
     select(LedgerEntry.content)
@@ -283,9 +294,10 @@ def _resume(connection: Connection, keys: LedgerKeys) -> Walk:
 
 def _no_copies(connection: Connection, after: int) -> None:
     """A copied row carries a valid MAC; its nonce, hence its MAC, is another entry's."""
-    copy = connection.execute(COPIES, {"after": after}).first()
-    if copy is not None:
-        raise Broken(f"entry {copy.seq}", f"is a copy of entry {copy.original}")
+    for copies in COPIES:
+        copy = connection.execute(copies, {"after": after}).first()
+        if copy is not None:
+            raise Broken(f"entry {copy.seq}", f"is a copy of entry {copy.original}")
 
 
 def _every_record_has_its_entry(connection: Connection) -> None:
