@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,13 +24,17 @@ from app.audit.tables import CardSet
 from app.cli import main
 from app.files.validated import InvalidFile, load_yaml
 from app.governance.model_card import CARDS_DIRECTORY, load_model_cards
-from app.governance.promotion import approve, propose, rollback
-from tests.builders import PATIENT_ID
+from app.governance.promotion import approve, propose
+from tests.builders import PATIENT_ID, patient
 from tests.governance_helpers import CMIO, SAFETY_OFFICER, registry
 from tests.model_server import KServeModelServer
+from tests.smart_helpers import smart_settings
 from tests.test_external_model import EXAMPLE
+from tests.test_promotion import governors  # noqa: F401 (a fixture, used by name)
 from tests.test_readmission_risk import discharge_request, high_risk_chart, prefetch_for
-from tests.writeback_helpers import drain, statuses, writeback_settings
+from tests.writeback_helpers import drain, put, search, statuses, writeback_settings
+
+DCM = "http://dicom.nema.org/resources/ontology/DCM"
 
 SERVICE = "/cds-services/readmission-risk"
 MODEL = "readmission-risk"
@@ -68,8 +73,8 @@ def governed_app(make_app, model_server, fhir_server, tmp_path):
     )
 
 
-def discharge(app, auth) -> tuple[int, list[dict]]:
-    body = discharge_request(prefetch_for(high_risk_chart())) | {"fhirServer": "http://fhir.example/fhir"}
+def discharge(app, auth, fhir_server: str = "http://fhir.example/fhir") -> tuple[int, list[dict]]:
+    body = discharge_request(prefetch_for(high_risk_chart())) | {"fhirServer": fhir_server}
     response = app.test_client().post(SERVICE, json=body, headers=auth(SERVICE))
     return response.status_code, response.get_json()["cards"]
 
@@ -84,11 +89,29 @@ def act(app, action, *args, governor=CMIO, reason="Readmission model loop"):
                   writeback_target=app.config["COUNTERSIGN"].writeback_target(None))  # fmt: skip
 
 
+@pytest.fixture
+def smart_app(make_app, model_server, fhir_server, ehr, tmp_path):
+    """Governors sign in through the mock EHR; the write-back goes to the strict FHIR server."""
+    cards = write_cards(tmp_path / "cards", external_card(model_server.url))
+    return make_app(
+        model_cards_dir=cards,
+        **smart_settings(ehr),
+        **writeback_settings(fhir_server),
+        writeback_default_server=fhir_server,
+    )
+
+
 def test_an_external_version_runs_in_shadow_is_promoted_fails_closed_and_is_rolled_back(
-    governed_app, model_server, auth
+    smart_app,
+    governors,  # noqa: F811 (the fixture imported above)
+    model_server,
+    fhir_server,
+    auth,
 ):
-    app = governed_app
-    status, cards = discharge(app, auth)
+    app, (cmio, safety_officer) = smart_app, governors
+    tag = uuid.uuid4().hex[:8]
+    put(fhir_server, patient())  # the shadow run's AuditEvent names the patient
+    status, cards = discharge(app, auth, fhir_server)
     assert status == 200 and cards[0]["source"]["label"] == "Countersign Readmission Risk (LACE) 1.0.0"
     app.extensions["cds_hooks"].backend.shadow.drain()
     shadow = last_card_set(app)
@@ -97,37 +120,52 @@ def test_an_external_version_runs_in_shadow_is_promoted_fails_closed_and_is_roll
     sent = json.dumps(model_server.last_request)
     assert PATIENT_ID not in sent and "Patient" not in sent and "1956" not in sent
 
-    proposal = act(app, propose, registry(app).card(MODEL, "2.0.0")).id
-    act(app, approve, proposal, governor=SAFETY_OFFICER)
-    status, [card] = discharge(app, auth)
+    made = cmio(f"/api/models/{MODEL}/proposals", {"version": "2.0.0", "reason": f"Own model {tag}"})
+    assert made.status_code == 201, made.get_json()
+    approved = safety_officer(
+        f"/api/proposals/{made.get_json()['id']}/approve", {"reason": f"Reviewed {tag}"}
+    )
+    assert approved.status_code == 200, approved.get_json()
+    status, [card] = discharge(app, auth, fhir_server)
     assert status == 200
     assert card["source"]["label"] == "Hospital readmission-30d 2.0.0 (external model)"
     assert card["summary"].startswith("30-day readmission risk ")
 
     for mode, reason in (("slow", f"timeout after {DEADLINE} s"), ("wrong-shape", "malformed answer")):
         model_server.mode = mode
-        assert discharge(app, auth) == (200, [])
+        assert discharge(app, auth, fhir_server) == (200, [])
         recorded = last_card_set(app)
         assert (recorded.disposition, recorded.model_version) == ("model-unavailable", "2.0.0")
         assert recorded.failure.startswith(reason)
     model_server.mode = "normal"
 
-    act(app, rollback, MODEL, reason="Incident: the readmission server times out")
-    status, [card] = discharge(app, auth)
+    rolled = cmio(f"/api/models/{MODEL}/rollback", {"reason": f"Incident: the server times out {tag}"})
+    assert rolled.status_code == 200, rolled.get_json()
+    status, [card] = discharge(app, auth, fhir_server)
     assert card["source"]["label"] == "Countersign Readmission Risk (LACE) 1.0.0"
     with app.extensions[DATABASE_KEY].connect() as connection:
-        failures = (
-            connection.execute(
-                text("SELECT content FROM ledger_entry WHERE kind = 'invocation-suppressed' ORDER BY seq")
-            )
-            .scalars()
-            .all()
-        )
+        suppressed = "SELECT content FROM ledger_entry WHERE kind = 'invocation-suppressed' ORDER BY seq"
+        failures = connection.execute(text(suppressed)).scalars().all()
     assert [json.loads(entry)["guardrails"][0]["guardrail"] for entry in failures] == [
         "model-unavailable"
     ] * 2
     drain(app.extensions[WORKER_KEY])
     assert set(statuses(app)) == {"delivered"}, "the FHIR server accepted every message of the loop"
+    _assert_each_step_audited(fhir_server, tag, shadow.hook_instance)
+
+
+def _assert_each_step_audited(fhir_server: str, tag: str, shadow_call: str) -> None:
+    """The proposal, the approval, the rollback (ours: found by their reasons) and the shadow run
+    (found by its call)."""
+    ours = [
+        a
+        for a in search(fhir_server, "AuditEvent", entity=f"Patient/{PATIENT_ID}")
+        if shadow_call in json.dumps(a)
+    ]
+    ours += [a for a in search(fhir_server, "AuditEvent", type=f"{DCM}|110113") if tag in json.dumps(a)]
+    codes = {coding.get("code") for audit in ours for coding in audit.get("subtype", [])}
+    acts = {"model-promotion-proposed", "model-promotion-approved", "model-version-rolled-back", "shadow"}
+    assert acts <= codes, sorted(codes)
 
 
 @pytest.mark.parametrize("mode", ["error-500", "not-json", "nan", "wrong-id", "redirect"])
