@@ -7,42 +7,28 @@ body it received, so tests can inspect exactly what left Countersign.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Literal
+
+from tests.recording_server import RecordingServer
 
 Mode = Literal["normal", "slow", "hanging", "malformed", "schema-violation", "refusal", "error-500"]
 SLOW_SECONDS = 3.0
 
 
-class FakeLlmServer:
+class FakeLlmServer(RecordingServer):
     """``answer`` builds the assistant's JSON content from the request body (mode ``normal``)."""
 
     def __init__(self, answer: Callable[[dict], dict]) -> None:
         self.answer = answer
         self.mode: Mode = "normal"
-        self.requests: list[dict] = []
-        self.raw_requests: list[bytes] = []
-        self.headers: list[dict[str, str]] = []
-        self._release = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
+        super().__init__()
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
-
-    def __enter__(self) -> FakeLlmServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._release.set()
-        self._server.shutdown()
-        self._server.server_close()
+        return f"{self.url}/v1"
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self

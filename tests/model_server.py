@@ -22,9 +22,10 @@ from __future__ import annotations
 import json
 import math
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Literal
+
+from tests.recording_server import RecordingServer
 
 Mode = Literal[
     "normal",
@@ -61,20 +62,10 @@ class InvalidRequest(Exception):
     """What a real server would answer 400 to."""
 
 
-class KServeModelServer:
+class KServeModelServer(RecordingServer):
     def __init__(self) -> None:
         self.mode: Mode = "normal"
-        self.requests: list[dict] = []
-        self.raw_requests: list[bytes] = []
-        self.headers: list[dict[str, str]] = []
-        self._release = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        super().__init__()
 
     @property
     def request_count(self) -> int:
@@ -84,15 +75,6 @@ class KServeModelServer:
     @property
     def last_request(self) -> dict:
         return self.requests[-1]
-
-    def __enter__(self) -> KServeModelServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._release.set()
-        self._server.shutdown()
-        self._server.server_close()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self

@@ -251,3 +251,16 @@ def test_a_promotion_and_a_rollback_reach_every_worker_process_within_a_second(
         assert max(_took_effect(urls, lambda url: "1.1.0" in version(url))) < WITHIN
         governed(app, rollback, MODEL, reason="Incident: one-step rollback")
         assert max(_took_effect(urls, lambda url: "1.0.0" in version(url))) < WITHIN
+
+
+def test_the_model_page_names_the_version_whose_pause_silences_the_model_as_the_hook_path_does(
+    app, client, auth
+):
+    governed(app, approve, proposed(app), governor=SAFETY_OFFICER)
+    change(app, "pause", version="1.1.0", reason="Lab interface fault")
+    assert answering_version(client, auth) is None
+    with Session(app.extensions[DATABASE_KEY]) as session:
+        last = session.exec(select(CardSet).order_by(CardSet.id.desc())).first()
+    assert (last.disposition, last.model_version) == ("paused", "1.1.0")  # not 1.0.0, retired earlier
+    page = client.get(f"/app/models/{MODEL}").get_data(as_text=True)
+    assert "<h1>Countersign Medication Safety 1.1.0</h1>" in page and 'id="current-status">paused<' in page

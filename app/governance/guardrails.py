@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from fhir.resources.R4B import get_fhir_model_class
@@ -35,7 +36,7 @@ class GovernedAdvice(AdviceSet):
 
 
 def apply_guardrails(
-    policy: Policy, result: AdviceSet, data: PatientData, recently_overridden: set[str]
+    policy: Policy, result: AdviceSet, data: PatientData, recently_overridden: AbstractSet[str]
 ) -> GovernedAdvice:
     events: list[dict] = []
     inputs = _input_references(data)
@@ -59,7 +60,9 @@ def apply_guardrails(
     )
 
 
-def _problem(policy: Policy, advice: Advice, inputs: set[str], recently_overridden: set[str]) -> str | None:
+def _problem(
+    policy: Policy, advice: Advice, inputs: set[str], recently_overridden: AbstractSet[str]
+) -> str | None:
     if any(item.reference not in inputs for item in advice.evidence):
         return "grounding"
     if not all(_valid(resource) for resource in _proposed_resources(advice)):

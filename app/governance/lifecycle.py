@@ -11,6 +11,7 @@ change invalidates on every worker, so a pause or a rollback takes effect everyw
 from __future__ import annotations
 
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import Column, Connection, DateTime, bindparam, func, select
 from sqlmodel import Field, SQLModel
@@ -55,30 +56,29 @@ LATEST_STATUSES = (
 )
 
 
+class Standing(NamedTuple):
+    """Each version's status, in version order, and the version that answers for the model."""
+
+    statuses: dict[str, str]
+    lead: str
+
+
+def standing(connection: Connection, versions: list[ModelCard]) -> Standing:
+    """Each of ``versions`` (one model's) with its current status, and the one that answers, or
+    whose status says why none does: the active one; else the last one change control paused or
+    retired (a version installed paused never answered); else the last one changed, or with no
+    change yet the first. One statement."""
+    changed = dict(connection.execute(LATEST_STATUSES, {"model_id": versions[0].id}).all())  # latest first
+    statuses = {card.version: changed.get(card.version, card.status) for card in versions}
+    touched = [version for version in changed if version in statuses]
+    stopped = (version for version in touched if statuses[version] in ("paused", "retired"))
+    fallback = touched[0] if touched else versions[0].version
+    return Standing(statuses, active_version(statuses) or next(stopped, fallback))
+
+
 def version_statuses(connection: Connection, versions: list[ModelCard]) -> dict[str, str]:
-    """Each of ``versions`` (one model's) with its current status: one statement. The versions
-    changed most recently come first, then the others in their order (``lead_version`` needs it)."""
-    changed = dict(connection.execute(LATEST_STATUSES, {"model_id": versions[0].id}).all())
-    statuses = {
-        version: status for version, status in changed.items() if any(c.version == version for c in versions)
-    }
-    return statuses | {card.version: card.status for card in versions if card.version not in statuses}
+    return standing(connection, versions).statuses
 
 
 def active_version(statuses: dict[str, str]) -> str | None:
     return next((version for version, status in statuses.items() if status == "active"), None)
-
-
-def lead_version(statuses: dict[str, str], versions: list[ModelCard]) -> str:
-    """The version that answers for the model, or whose status says why none does: the active one;
-    else the last one change control paused or retired (a version installed paused never
-    answered); else the last one changed, or with no change yet the first. What a change names
-    when no version is given."""
-    active = active_version(statuses)
-    if active is not None:
-        return active
-    installed = {card.version: card.status for card in versions}
-    stopped = (
-        v for v, status in statuses.items() if status in ("paused", "retired") and status != installed[v]
-    )
-    return next(stopped, None) or next(iter(statuses))

@@ -20,7 +20,7 @@ from app.governance.change_control import (
     Governor,
     change_status,
 )
-from app.governance.lifecycle import lead_version, version_statuses
+from app.governance.lifecycle import standing, version_statuses
 from app.governance.model_card import MODEL_CARDS_KEY, ModelCard, ModelRegistry
 from app.governance.promotion import ModelPromotion, approve, pending, propose, rollback, withdraw
 
@@ -63,13 +63,13 @@ def _target() -> str | None:
 
 
 def _model(model_id: str, version: str | None) -> ModelCard:
-    """The named version; without ``--version``, the one that answers now (``lead_version``)."""
+    """The named version; without ``--version``, the one that answers now (``lifecycle.standing``)."""
     versions = _registry().versions(model_id)
     if not versions:
         raise click.BadParameter(f"no model {model_id!r}", param_hint="MODEL_ID")
     if version is None:
         with current_app.extensions[DATABASE_KEY].connect() as connection:
-            version = lead_version(version_statuses(connection, versions), versions)
+            version = standing(connection, versions).lead
     card = _registry().card(model_id, version)
     if card is None:
         raise click.BadParameter(f"{model_id} has no version {version}", param_hint="--version")

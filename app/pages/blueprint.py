@@ -9,11 +9,12 @@ from __future__ import annotations
 from datetime import date
 
 from flask import Blueprint, abort, current_app, g, render_template, request, url_for
+from sqlalchemy import Connection
 
 from app.audit.ledger import verify_database
 from app.audit.trail import TrailFilter, entries, filter_choices, kinds
-from app.governance.lifecycle import lead_version, version_statuses
-from app.governance.model_card import MODEL_CARDS_KEY
+from app.governance.lifecycle import standing
+from app.governance.model_card import MODEL_CARDS_KEY, ModelCard
 from app.governance.model_card_text import attribute_rows, figure
 from app.governance.promotion import history, pending, undoable_promotion
 from app.pages import comparison_views, patient_views, review_views, safety_views
@@ -23,6 +24,7 @@ from smart_launch.roles import GOVERNORS, ROLES
 from smart_launch.session import current_session, require_role, smart_config
 
 bp = Blueprint("pages", __name__, url_prefix=URL_PREFIX, template_folder="templates")
+Listed = list[tuple[ModelCard, str]]
 AUDIT_READERS = ("auditor", "cmio", "safety-officer")
 safety_views.register(bp)
 patient_views.register(bp)
@@ -60,39 +62,36 @@ def catalogue() -> str:
     models = []
     with smart_config().engine.connect() as connection:
         for model_id in registry.ids():
-            versions = registry.versions(model_id)
-            listed = _with_statuses(connection, versions)
-            lead = lead_version(dict((card.version, status) for card, status in listed), versions)
-            models.append((registry.card(model_id, lead), listed))
+            listed, lead = _versions(connection, registry.versions(model_id))
+            models.append((lead, listed))
     return render_template("catalogue.html", models=models, banner=_banner())
 
 
-def _with_statuses(connection, versions: list) -> list[tuple]:
-    statuses = version_statuses(connection, versions)
-    return [(card, statuses[card.version]) for card in versions]
+def _versions(connection: Connection, versions: list[ModelCard]) -> tuple[Listed, ModelCard]:
+    """Each version with its status, and the version that answers now (as the hook path chooses)."""
+    statuses, lead = standing(connection, versions)
+    listed = [(card, statuses[card.version]) for card in versions]
+    return listed, next(card for card in versions if card.version == lead)
 
 
 @bp.get("/models/<model_id>")
 def model_card(model_id: str) -> str:
     """Public: HTI-1 source attributes are disclosure for every user; change control needs a role.
     Shows the version asked for (``?version=``), else the one that answers now."""
-    versions = current_app.extensions[MODEL_CARDS_KEY].versions(model_id)
+    registry = current_app.extensions[MODEL_CARDS_KEY]
+    versions = registry.versions(model_id)
     if not versions:
         abort(404)
     row = current_session()
     with smart_config().engine.connect() as connection:
-        listed = _with_statuses(connection, versions)
+        listed, lead = _versions(connection, versions)
         waiting, acts = pending(connection, model_id), history(connection, model_id)
-        undoable = undoable_promotion(connection, current_app.extensions[MODEL_CARDS_KEY], model_id)
-    statuses = {card.version: status for card, status in listed}
-    wanted = request.args.get("version")
-    card = next((c for c, _ in listed if c.version == wanted), None) or next(
-        c for c, _ in listed if c.version == lead_version(statuses, versions)
-    )
+        undoable = undoable_promotion(connection, registry, model_id)
+    card = registry.card(model_id, request.args.get("version") or "") or lead
     return render_template(
         "model_card.html",
         card=card,
-        status=statuses[card.version],
+        status=dict(listed)[card],
         versions=listed,
         pending=waiting,
         promotions=acts,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
 
 from sqlalchemy import Engine
 
@@ -12,7 +11,7 @@ from app.audit.outbox import CARD_SET, DECISION
 from app.audit.tables import CardDecision, CardSet
 from app.db import retrying, transaction, utcnow
 from app.governance.cache import governance_cache
-from app.governance.lifecycle import lead_version, version_statuses
+from app.governance.lifecycle import Standing, standing
 from app.observability import metrics
 from app.serving.card_records import (
     CardSetRecord,
@@ -53,30 +52,31 @@ class GovernedBackend:
         """The active version runs if its intended use lets it, and its output passes its guardrails.
         With no active version the call is recorded as suppressed. Shadow versions run later."""
         service = self.catalogue[call.service_id]
-        statuses, overridden = self._governance_reads(service, call)
-        lead = service.versions[lead_version(statuses, service.models)]
-        shadows = tuple(v for v, status in statuses.items() if status == "shadow" and v in service.versions)
-        status = statuses[lead.model.version]
+        (statuses, lead_version), overridden = self._governance_reads(service, call)
+        lead = service.versions[lead_version]
+        shadows = tuple(version for version, status in statuses.items() if status == "shadow")
+        status = statuses[lead_version]
         if status != "active":
             disposition = status if status in ("paused", "retired") else "no-active-version"
             return ServedAdvice(disposition=disposition, model=lead.model, shadows=shadows)
         advice = run_version(lead, service.id, patient_data(call), overridden)
-        return replace(advice, shadows=shadows, overridden=frozenset(overridden))
+        return replace(advice, shadows=shadows, overridden=overridden)
 
-    def _governance_reads(self, service: GovernedService, call: HookCall) -> tuple[dict[str, str], set[str]]:
-        """Each version's status and the rules this clinician recently overrode for this patient,
-        from this process's cache: no database round trip while neither has changed."""
-        versions = service.models
-        patient, user = call.context.patient_id, call.context.user_id
-        window = timedelta(hours=max(model.policy.override_suppression_hours for model in versions))
+    def _governance_reads(self, service: GovernedService, call: HookCall) -> tuple[Standing, frozenset[str]]:
+        """Each version's status (and so which one answers) and the rules this clinician recently
+        overrode for this patient, from this process's cache: no database round trip while neither
+        has changed."""
+        patient, user, window = call.context.patient_id, call.context.user_id, service.override_window
         with self.governance.reading() as read:
-            statuses = read(("statuses", service.id), lambda c: version_statuses(c, versions))
+            statuses = read(("standing", service.id), lambda c: standing(c, service.models))
             overrides = read(
                 ("overrides", service.id, patient, user),
                 lambda c: recent_override_rules(c, service.id, patient, user, utcnow() - window),
             )
         since = utcnow() - window
-        return statuses, {rule for rule, overridden_at in overrides.items() if overridden_at >= since}
+        return statuses, frozenset(
+            rule for rule, overridden_at in overrides.items() if overridden_at >= since
+        )
 
     def app_launch_url(self) -> str:
         return launch_url(self.base_url)

@@ -4,7 +4,9 @@ that may answer it (one engine per version; which one answers is change control'
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from functools import cached_property
 from pathlib import Path
 
 from app.engines.base import Engine
@@ -70,39 +72,6 @@ class ServedVersion:
 
 
 @dataclass(frozen=True)
-class GovernedService:
-    """A CDS service bound to every version of its model."""
-
-    id: str
-    hooks: tuple[str, ...]
-    title: str
-    description: str
-    versions: dict[str, ServedVersion]
-    prefetch: dict[str, str] = field(default_factory=dict)
-    usage_requirements: str = ""
-
-    @property
-    def models(self) -> list[ModelCard]:
-        return [served.model for served in self.versions.values()]
-
-    def descriptors(self) -> list[ServiceDescriptor]:
-        return [
-            ServiceDescriptor(
-                self.id, hook, self.title, self.description, self.prefetch, self.usage_requirements
-            )
-            for hook in self.hooks
-        ]
-
-    def with_version(
-        self, version: str, engine: Engine | None = None, model: ModelCard | None = None
-    ) -> GovernedService:
-        """This service with ``version``'s engine or card replaced (tests and benchmarks)."""
-        served = self.versions[version]
-        replaced = ServedVersion(model or served.model, engine or served.engine)
-        return replace(self, versions=self.versions | {version: replaced})
-
-
-@dataclass(frozen=True)
 class ServiceDefinition:
     """What a built-in service is, apart from its versions: a card's id picks its definition."""
 
@@ -115,6 +84,51 @@ class ServiceDefinition:
     usage_requirements: str
     engine: EngineFactory | None
     """None for a service of the hospital's own: every version then declares an endpoint."""
+
+
+@dataclass(frozen=True)
+class GovernedService:
+    """A CDS service bound to every version of its model; it prefetches what every version needs."""
+
+    definition: ServiceDefinition
+    versions: dict[str, ServedVersion]
+    prefetch: dict[str, str]
+
+    @property
+    def id(self) -> str:
+        return self.definition.id
+
+    @cached_property
+    def models(self) -> list[ModelCard]:
+        """Built once, not per hook call (the service is immutable)."""
+        return [served.model for served in self.versions.values()]
+
+    @cached_property
+    def override_window(self) -> timedelta:
+        """How far back an override suppresses a card: the longest any version's policy asks."""
+        return timedelta(hours=max(model.policy.override_suppression_hours for model in self.models))
+
+    def descriptors(self) -> list[ServiceDescriptor]:
+        service = self.definition
+        return [
+            ServiceDescriptor(
+                service.id,
+                hook,
+                service.title,
+                service.description,
+                self.prefetch,
+                service.usage_requirements,
+            )
+            for hook in service.hooks
+        ]
+
+    def with_version(
+        self, version: str, engine: Engine | None = None, model: ModelCard | None = None
+    ) -> GovernedService:
+        """This service with ``version``'s engine or card replaced (tests and benchmarks)."""
+        served = self.versions[version]
+        replaced = ServedVersion(model or served.model, engine or served.engine)
+        return replace(self, versions=self.versions | {version: replaced})
 
 
 def card_source(model: ModelCard, base_url: str, topic_code: str, topic_display: str) -> CardSource:
@@ -165,15 +179,7 @@ def _service(
         versions[model.version] = ServedVersion(model, _engine(definition, model, source, settings))
         if model.endpoint is not None:
             prefetch = _merged_prefetch(prefetch, model)
-    return GovernedService(
-        id=definition.id,
-        hooks=definition.hooks,
-        title=definition.title,
-        description=definition.description,
-        versions=versions,
-        prefetch=prefetch,
-        usage_requirements=definition.usage_requirements,
-    )
+    return GovernedService(definition, versions, prefetch)
 
 
 def _engine(

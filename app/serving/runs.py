@@ -4,7 +4,7 @@ latency measured, then the guardrails. The active version and each shadow run th
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from app.engines.base import ModelUnavailable, PatientData
 from app.governance.guardrails import GovernedAdvice, apply_guardrails
@@ -39,7 +39,7 @@ def patient_data(call: HookCall) -> PatientData:
 
 
 def run_version(
-    served: ServedVersion, service_id: str, data: PatientData, overridden: set[str]
+    served: ServedVersion, service_id: str, data: PatientData, overridden: frozenset[str]
 ) -> ServedAdvice:
     """The version's advice for ``data``; a model that cannot answer gives no card and its reason."""
     model = served.model
@@ -62,12 +62,7 @@ def run_version(
     latency_ms = _elapsed_ms(started)
     metrics.ENGINE_LATENCY.labels(service_id).observe(latency_ms / 1000)
     governed = apply_guardrails(model.policy, suggested, data, overridden)
-    return ServedAdvice(**_fields(governed), model=model, latency_ms=latency_ms)
-
-
-def _fields(advice: GovernedAdvice) -> dict:
-    """The members of ``advice`` as they are (``asdict`` would copy the nested advice)."""
-    return {member.name: getattr(advice, member.name) for member in fields(advice)}
+    return ServedAdvice(**vars(governed), model=model, latency_ms=latency_ms)
 
 
 def _elapsed_ms(started: float) -> float:

@@ -153,7 +153,7 @@ class ShadowRecorder:
         call = job.call
         try:
             served = self.catalogue[call.service_id].versions[version]
-            advice = run_version(served, call.service_id, patient_data(call), set(job.overridden))
+            advice = run_version(served, call.service_id, patient_data(call), job.overridden)
             advice = replace(advice, disposition="shadow")
             cards = [render_card(item, self.launch_url) for item in advice.advice]
             record = CardSetRecord.of(call, served.model, advice, cards)

@@ -15,7 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from app.db import DATABASE_KEY
 from app.governance.change_control import MAX_REASON, ChangeRefused, Governor, NotFound, change_status
-from app.governance.lifecycle import ModelChange, lead_version, version_statuses
+from app.governance.lifecycle import ModelChange, standing, version_statuses
 from app.governance.measured import MeasuredPerformance
 from app.governance.model_card import MODEL_CARDS_KEY, ModelCard, ModelRegistry, ModelStatus
 from app.governance.model_card_text import attribute_rows
@@ -192,18 +192,18 @@ def models() -> Response:
 
 @bp.get("/models/<model_id>")
 def model(model_id: str) -> Response:
-    """The model as it answers now (``lead_version``), with every version."""
+    """The model as it answers now (``lifecycle.standing``), with every version."""
     versions = _registry().versions(model_id)
     if not versions:
         abort(404)
     with _engine().connect() as connection:
-        statuses = version_statuses(connection, versions)
+        statuses, lead = standing(connection, versions)
         waiting, acts = pending(connection, model_id), history(connection, model_id)
     with Session(_engine()) as session:
         changes = session.exec(
             select(ModelChange).where(ModelChange.model_id == model_id).order_by(ModelChange.id)
         ).all()
-    card = _registry().card(model_id, lead_version(statuses, versions))
+    card = _registry().card(model_id, lead)
     return _json(
         ModelDetail(
             **_summary(card, statuses[card.version]),
@@ -267,18 +267,7 @@ def model_proposal(model_id: str) -> tuple[Response, int]:
     card = _version(model_id, versions, body["version"])
     if isinstance(card, tuple):
         return card
-    return _governed(
-        lambda governor: propose(
-            _engine(),
-            _registry(),
-            card,
-            governor=governor,
-            reason=body["reason"],
-            writeback_target=_writeback_target(),
-        ),
-        lambda act: _json(_act(act)),
-        created=True,
-    )
+    return _promotion(propose, card, body["reason"], created=True)
 
 
 def _promotion_act(act: Callable[..., ModelPromotion], subject: str | int) -> tuple[Response, int]:
@@ -287,16 +276,23 @@ def _promotion_act(act: Callable[..., ModelPromotion], subject: str | int) -> tu
     problem = _body_problem(body)
     if problem:
         return _outcome(400, "invalid", problem[1], problem[0])
+    return _promotion(act, subject, body["reason"])
+
+
+def _promotion(
+    act: Callable[..., ModelPromotion], subject: object, reason: str, created: bool = False
+) -> tuple[Response, int]:
     return _governed(
         lambda governor: act(
             _engine(),
             _registry(),
             subject,
             governor=governor,
-            reason=body["reason"],
+            reason=reason,
             writeback_target=_writeback_target(),
         ),
         lambda done: _json(_act(done)),
+        created,
     )
 
 
@@ -367,10 +363,10 @@ def _practitioner_name(session) -> str | None:
 def _version(
     model_id: str, versions: list[ModelCard], version: str | None
 ) -> ModelCard | tuple[Response, int]:
-    """The named version; without one, the version that answers now (``lead_version``)."""
+    """The named version; without one, the version that answers now (``lifecycle.standing``)."""
     if version is None:
         with _engine().connect() as connection:
-            version = lead_version(version_statuses(connection, versions), versions)
+            version = standing(connection, versions).lead
     card = next((c for c in versions if c.version == version), None)
     return card or _outcome(404, "not-found", f"{model_id} has no version {version!r}", "version")
 

@@ -27,7 +27,7 @@ from app.audit.outbox import (
 )
 from app.audit.tables import CardDecision, CardSet, IssuedCard
 from app.governance.lifecycle import ModelChange
-from app.governance.model_card import ModelRegistry
+from app.governance.model_card import ModelCard, ModelRegistry
 from app.governance.promotion import ModelPromotion
 from app.review.tables import ReviewDecision
 from app.safety.events import SafetyEvent
@@ -101,9 +101,13 @@ class Deliverer:
         known = self.known.setdefault(writer.server.key, KnownReferences(writer))
         known.localize([entry["resource"] for bundle in bundles for entry in bundle.entries])
 
+    def _model(self, model_id: str, version: str) -> ModelCard:
+        """The version's card; a record of a version whose card was since removed names the model's."""
+        return self.models.card(model_id, version) or self.models.initial(model_id)
+
     def _device(self, bundle: TransactionBundle, model_id: str, version: str) -> str:
         """The model version's AI-Device, created once on the server and referenced from the Bundle."""
-        model = self.models.card(model_id, version) or self.models.initial(model_id)
+        model = self._model(model_id, version)
         key = f"{model.id}-{version}"
         device = ai_device(key, model.name, version, model.page_url(self.base_url))
         identifier = model_identifier(key)
@@ -112,9 +116,7 @@ class Deliverer:
     def _model_change_bundle(self, session: Session, change_id: int, writer: FhirWriter) -> TransactionBundle:
         bundle = TransactionBundle()
         change = session.get(ModelChange, change_id)
-        model = self.models.card(change.model_id, change.model_version) or self.models.initial(
-            change.model_id
-        )
+        model = self._model(change.model_id, change.model_version)
         facts = ModelChangeFacts(
             model_label=f"{model.name} {change.model_version}",
             device_ref=self._device(bundle, change.model_id, change.model_version),
@@ -138,7 +140,7 @@ class Deliverer:
         The status changes an approval or a rollback makes are messages of their own."""
         bundle = TransactionBundle()
         act = session.get(ModelPromotion, act_id)
-        model = self.models.card(act.model_id, act.model_version) or self.models.initial(act.model_id)
+        model = self._model(act.model_id, act.model_version)
         replaced = act.from_version
         facts = PromotionFacts(
             act=act.act,
