@@ -13,6 +13,7 @@ proves the preloaded chain is one the application itself would accept.
 
 from __future__ import annotations
 
+import re
 import secrets
 import subprocess
 import sys
@@ -63,11 +64,22 @@ class Preloaded:
 
 @dataclass(frozen=True)
 class Verified:
-    """One ``countersign audit verify`` run: wall time (process start included) and peak RSS."""
+    """One ``countersign audit verify`` run: wall time (process start included) and the peak RSS
+    of the largest of its processes (the command and the walkers it forks)."""
 
     seconds: float
     peak_rss_kib: int
     output: str
+
+    @property
+    def entries(self) -> int:
+        """As the command reported them: ``ledger intact: N entries …``."""
+        reported = re.search(r"ledger intact: (\d+) entries", self.output)
+        return int(reported[1]) if reported else 0
+
+    @property
+    def entries_per_second(self) -> float:
+        return self.entries / self.seconds
 
 
 def preload(url: str, ledger_key: str, count: int = PRELOAD) -> Preloaded:
@@ -103,13 +115,22 @@ def verify_ledger(env: dict[str, str], *options: str) -> Verified:
 
 
 def _peak_rss_kib(process: subprocess.Popen) -> int:
-    """``VmHWM``, the peak of its resident memory, sampled until it exits. Not ``wait4``'s
-    ``ru_maxrss``: that also counts this process's memory, which the child shares until it execs."""
+    """The largest ``VmHWM`` (peak resident memory) of the process and its children, sampled until
+    it exits. Not ``wait4``'s ``ru_maxrss``: that also counts this process's memory, which the child
+    shares until it execs."""
     peak = 0
     while process.poll() is None:
-        peak = max(peak, memory_kib(process.pid, "VmHWM") or 0)
+        peak = max([peak, *(memory_kib(pid, "VmHWM") or 0 for pid in _with_children(process.pid))])
         time.sleep(RSS_SAMPLE_SECONDS)
     return peak
+
+
+def _with_children(pid: int) -> list[int]:
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except FileNotFoundError:
+        return [pid]
+    return [pid, *map(int, children)]
 
 
 @dataclass

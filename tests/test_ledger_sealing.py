@@ -4,8 +4,9 @@ becomes visible, and verify still catches tampering, before and after sealing.""
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import timedelta
+from typing import ClassVar
 
 import pytest
 from click.testing import CliRunner
@@ -225,16 +226,66 @@ def test_verify_resumes_from_its_checkpoint_and_full_checks_everything_again(app
 
 def test_a_long_verify_reports_progress_on_stderr(app, monkeypatch):
     engine = engine_of(app)
-    append(engine, 4)
-    seal_now(engine)
+    for _ in range(2):
+        append(engine, 2)
+        seal_now(engine)
     append(engine)
-    monkeypatch.setattr(verification_module, "PROGRESS_EVERY", 2)
+    monkeypatch.setattr(verification_module, "CHUNK_ENTRIES", 2)
     result = cli_verify(engine, monkeypatch, "--full")
     assert result.exit_code == 0
-    assert [line for line in result.stderr.splitlines() if "verified" in line] == [
+    assert [line for line in result.stderr.splitlines() if line.startswith("...")] == [
         "... 2 entries verified",
         "... 4 entries verified",
     ]
+    assert "verified in" in result.stderr.splitlines()[-1]
+
+
+NOT_ITS_HASH = "content does not match its hash"
+
+
+def outcome(result) -> tuple[int, list[str]]:
+    """What a verify run said, but for how long it took."""
+    said = result.output.splitlines()
+    return result.exit_code, [line for line in said if not line.startswith("verified in")]
+
+
+class CountedPool(ProcessPoolExecutor):
+    started: ClassVar[list[int]] = []
+
+    def __init__(self, workers: int, **options) -> None:
+        CountedPool.started.append(workers)
+        super().__init__(workers, **options)
+
+
+@pytest.mark.parametrize(
+    ("tampering", "broken_at"),
+    [
+        (None, None),
+        ("UPDATE ledger_entry SET content = '{}' WHERE position = 5", f"entry 5: {NOT_ITS_HASH}"),
+        ("UPDATE ledger_entry SET entry_hash = 'cut' WHERE position = 4", f"entry 4: {NOT_ITS_HASH}"),
+    ],
+    ids=["intact", "inside-a-chunk", "at-a-chunk-border"],
+)
+def test_a_verify_in_several_processes_finds_what_one_finds(app, monkeypatch, tampering, broken_at):
+    """Chunks of two entries, walked by two forked processes and joined in order: the same count,
+    and the same first break, where a chunk starts from a rewritten border too."""
+    engine = engine_of(app)
+    for _ in range(4):
+        append(engine, 2)
+        seal_now(engine)
+    append(engine)
+    if tampering:
+        tamper(engine, text(tampering))
+    monkeypatch.setattr(verification_module, "CHUNK_ENTRIES", 2)
+    monkeypatch.setattr(verification_module, "ProcessPoolExecutor", CountedPool)
+    CountedPool.started.clear()
+    one, two = (cli_verify(engine, monkeypatch, "--full", "--jobs", jobs) for jobs in ("1", "2"))
+    assert CountedPool.started == [2], "the second run walked its five chunks in two processes"
+    assert outcome(one) == outcome(two)
+    if broken_at is None:
+        assert two.exit_code == 0 and "ledger intact: 9 entries (1 not sealed yet)" in two.output
+    else:
+        assert two.exit_code == 1 and f"ledger broken at {broken_at}" in two.output
 
 
 def test_countersign_worker_once_seals_what_is_waiting(app, monkeypatch):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Sequence
 from typing import Any, NamedTuple, TypeVar
 
 import orjson
@@ -69,17 +70,19 @@ class Leaf(NamedTuple):
     def of(cls, row: Any) -> Leaf:
         return cls(*(getattr(row, name) for name in cls._fields))
 
-    def encoded(self) -> bytes:
-        return orjson.dumps(list(self))
-
     def hash(self) -> str:
-        """RFC 6962 leaf hash: SHA-256 over 0x00 and the leaf, so no leaf can pass for a link."""
-        return hashlib.sha256(b"\x00" + self.encoded()).hexdigest()
+        return leaf_hash(list(self))
 
 
-def chain_hash(position: int, prev_hash: str, leaf_hash: str) -> str:
+def leaf_hash(fields: Sequence) -> str:
+    """RFC 6962 leaf hash of a leaf's fields, in ``Leaf`` order: SHA-256 over 0x00 and the
+    leaf, so no leaf can pass for a link. A sequence, not a ``Leaf``: verify hashes rows as read."""
+    return hashlib.sha256(b"\x00" + orjson.dumps(fields)).hexdigest()
+
+
+def chain_hash(position: int, prev_hash: str, leaf: str) -> str:
     """A link of the chain: the leaf at ``position`` after the entry whose hash is ``prev_hash``."""
-    return hashlib.sha256(b"\x01" + f"{position}\n{prev_hash}\n{leaf_hash}".encode()).hexdigest()
+    return hashlib.sha256(b"\x01" + f"{position}\n{prev_hash}\n{leaf}".encode()).hexdigest()
 
 
 def legacy_entry_hash(seq: int, kind: str, recorded_at: str, content: str, prev_hash: str) -> str:
