@@ -48,6 +48,7 @@ bench: install
 	$(BIN)/python -m bench.phases --append docs/PERFORMANCE.md
 	$(BIN)/python -m bench.outbox --append docs/PERFORMANCE.md
 	$(BIN)/python -m bench.shadow --append docs/PERFORMANCE.md
+	$(BIN)/python -m bench.startup --append docs/PERFORMANCE.md
 
 # HAPI FHIR JPA server (sandbox/fhir_servers/hapi/, Java 17 + Maven) for tests, CI and the demo; see sandbox/fhir_servers/hapi/README.md.
 # `make hapi` builds the jar once (again only when pom.xml or a source changes) and serves FHIR R4 on

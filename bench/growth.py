@@ -32,7 +32,7 @@ from app.audit.ledger.entries import ENTRY_MAC, Leaf, chain_hash
 from app.audit.ledger.sealing import BATCH_SIZE, CLAIM, LAST_SEAL, SEAL_MAC, seal_material
 from app.audit.tables import CardSet, IssuedCard
 from app.db import create_db_engine, utcnow
-from bench.servers import memory_kib
+from bench.servers import child_pids, memory_kib
 from smart_launch.sealing import decode_key
 
 PRELOAD = 1_000_000
@@ -120,17 +120,10 @@ def _peak_rss_kib(process: subprocess.Popen) -> int:
     shares until it execs."""
     peak = 0
     while process.poll() is None:
-        peak = max([peak, *(memory_kib(pid, "VmHWM") or 0 for pid in _with_children(process.pid))])
+        processes = [process.pid, *child_pids(process.pid)]
+        peak = max([peak, *(memory_kib(pid, "VmHWM") or 0 for pid in processes)])
         time.sleep(RSS_SAMPLE_SECONDS)
     return peak
-
-
-def _with_children(pid: int) -> list[int]:
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except FileNotFoundError:
-        return [pid]
-    return [pid, *map(int, children)]
 
 
 @dataclass

@@ -26,12 +26,18 @@ class Server:
 
     def worker_rss_kib(self) -> list[int]:
         """Resident memory (``VmRSS``) of each worker process, in KiB."""
-        return [memory_kib(pid, "VmRSS") or 0 for pid in _children(self.pid)]
+        return [memory_kib(pid, "VmRSS") or 0 for pid in child_pids(self.pid)]
 
 
-def _children(pid: int) -> list[int]:
-    tasks = Path(f"/proc/{pid}/task").glob("*/children")
-    return [int(child) for task in tasks for child in task.read_text().split()]
+def child_pids(pid: int) -> list[int]:
+    """The process's children, as ``/proc`` lists them under each of its threads; none once it exited."""
+    children = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            children += [int(child) for child in task.read_text().split()]
+        except FileNotFoundError:
+            continue
+    return children
 
 
 def memory_kib(pid: int, field: str) -> int | None:

@@ -15,6 +15,7 @@ from app import DATABASE_KEY
 from app.audit.ledger import seal_now, verify_from_checkpoint
 from app.audit.tables import CardSet
 from app.db import create_db_engine
+from bench import startup
 from bench.bare_app import CALLS, DURABLE_URL, create_calls_table, create_durable_app
 from bench.counting import database_work
 from bench.growth import BATCH_SIZE, preload
@@ -78,3 +79,13 @@ def test_a_server_reads_the_resident_memory_of_each_of_its_workers():
         child.kill()
         child.communicate()
     assert resident and all(kib > 1024 for kib in resident)
+
+
+def test_a_cold_start_is_timed_to_ready_and_each_process_memory_read(tmp_path):
+    start = startup.cold_start(startup.environment(tmp_path), workers=2)
+    assert 0 < start.seconds < 30
+    assert [process.role for process in start.memory] == ["master", "worker 1", "worker 2"]
+    for process in start.memory:
+        rss, pss = process.mib("Rss"), process.mib("Pss")
+        assert 10 < pss <= rss, "a page shared with the other processes counts in part"
+        assert process.mib("Private_Clean", "Private_Dirty", "Shared_Clean", "Shared_Dirty") == rss

@@ -12,6 +12,7 @@ from app.web.hardening import json_depth
 from bench.servers import free_port
 from tests.builders import medication_request, order_sign_request
 from tests.conftest import METRICS_AUTH
+from tests.test_external_versions import external_card, write_cards
 
 SERVICE = "/cds-services/medication-safety"
 EHR = "https://ehr.hospital.example"
@@ -116,6 +117,21 @@ def test_readyz_is_ready_on_a_migrated_database(client):
         "checks": {"database": "ok", "migrations": "ok", "registry": "ok", "ledger": "ok"},
         "ledger": {"limit_seconds": 10.0, "unsealed_entries": 0, "oldest_unsealed_seconds": 0.0},
     }
+
+
+def test_readyz_follows_the_hospitals_card_files_as_they_are_edited(make_app, tmp_path):
+    """Parsed again only when a file changed, yet every change counts: broken, mended, removed."""
+    cards = write_cards(tmp_path / "cards", external_card("http://127.0.0.1:9"))
+    client = make_app(model_cards_dir=cards).test_client()
+    card, registry = cards / "readmission-risk-2.0.0.yaml", lambda: client.get("/readyz")
+    original = card.read_text()
+    assert registry().status_code == 200
+    card.write_text(original.replace("deadline_seconds", "deadline"))
+    assert (registry().status_code, registry().get_json()["checks"]["registry"]) == (503, "failed")
+    card.write_text(original)
+    assert registry().status_code == 200
+    card.unlink()
+    assert registry().get_json()["checks"]["registry"] == "failed"
 
 
 def test_readyz_is_503_when_migrations_are_missing(make_settings):

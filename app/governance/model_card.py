@@ -144,6 +144,17 @@ def _refuse_second_active(
             )
 
 
+def card_files(*directories: Path | None) -> tuple[tuple[Path, int, int], ...]:
+    """The card files as they stand on disk (path, modification time, size): a registry read from
+    them holds as long as these do."""
+    files = []
+    for directory in directories:
+        for path in _cards_in(directory) if directory else ():
+            stat = path.stat()
+            files.append((path, stat.st_mtime_ns, stat.st_size))
+    return tuple(files)
+
+
 def _cards_in(directory: Path) -> list[Path]:
     if not directory.is_dir():
         raise InvalidFile(f"{directory}: not a directory of model cards")
