@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,7 +78,8 @@ def main() -> None:
             starts.append(cold_start(env, args.workers))
             print(f"run {run}: ready in {starts[-1].seconds:.2f} s", file=sys.stderr, flush=True)
         parts = {label: _part_seconds(env, *code) for label, code in PARTS.items()}
-    report = "\n".join(_section(starts, parts, args.workers))
+        respawns = [respawn(env) for _ in range(args.runs)]
+    report = "\n".join(_section(starts, parts, respawns, args.workers))
     print(report)
     if args.append:
         with args.append.open("a") as output:
@@ -93,17 +97,37 @@ def environment(scratch: Path) -> dict[str, str]:
 
 def cold_start(env: dict[str, str], workers: int) -> Start:
     """One cold start, timed from the command to the first 200 on ``/readyz``."""
-    port = free_port()
-    command = [str(COUNTERSIGN), "serve", "--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
-    started = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        _wait_until_ready(f"http://127.0.0.1:{port}/readyz", process)
-        seconds = time.perf_counter() - started
+    with _serving(env, workers) as (process, _, seconds):
         time.sleep(SETTLE_SECONDS)
         memory = [_memory("master", process.pid)]
         memory += [_memory(f"worker {n}", pid) for n, pid in enumerate(child_pids(process.pid), 1)]
         return Start(seconds, memory)
+
+
+def respawn(env: dict[str, str]) -> float:
+    """The one worker killed with SIGKILL: seconds until its replacement, forked by the master
+    (which has the application imported), answers ``/readyz``."""
+    with _serving(env, workers=1) as (process, url, _):
+        time.sleep(SETTLE_SECONDS)
+        (worker,) = child_pids(process.pid)
+        killed = time.perf_counter()
+        os.kill(worker, signal.SIGKILL)
+        _wait_until_ready(url, process)
+        return time.perf_counter() - killed
+
+
+@contextmanager
+def _serving(env: dict[str, str], workers: int) -> Iterator[tuple[subprocess.Popen, str, float]]:
+    """``countersign serve`` until the block ends: its process, ``/readyz``'s URL, and the
+    seconds from the command to its first ready answer."""
+    port = free_port()
+    command = [str(COUNTERSIGN), "serve", "--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
+    url = f"http://127.0.0.1:{port}/readyz"
+    started = time.perf_counter()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_until_ready(url, process)
+        yield process, url, time.perf_counter() - started
     finally:
         process.terminate()
         process.wait(timeout=20)
@@ -144,7 +168,7 @@ def _part_seconds(env: dict[str, str], setup: str, timed: str) -> float:
     return statistics.median(runs)
 
 
-def _section(starts: list[Start], parts: dict[str, float], workers: int) -> list[str]:
+def _section(starts: list[Start], parts: dict[str, float], respawns: list[float], workers: int) -> list[str]:
     seconds = [start.seconds for start in starts]
     ready = statistics.median(seconds)
     memory = starts[-1].memory
@@ -156,12 +180,15 @@ def _section(starts: list[Start], parts: dict[str, float], workers: int) -> list
         "5 ms); memory from `/proc/<pid>/smaps_rollup` a second later. PSS splits each shared page "
         "among the processes that map it: the PSS column adds up to what the server occupies.",
         "",
-        f"Ready in {', '.join(f'{value:.2f}' for value in seconds)} s: median **{ready:.2f} s**; "
+        f"Ready in {_seconds(seconds)}; "
         f"target ≤ {TARGET_SECONDS:.0f} s: {'met' if ready <= TARGET_SECONDS else 'not met'}.",
         "",
         "| part of a start, alone (median of 5) | seconds |",
         "|---|---|",
         *(f"| {label} | {value:.2f} |" for label, value in parts.items()),
+        "",
+        "A worker killed with SIGKILL (`--workers 1`, so that no other worker answers): the master "
+        f"forks its replacement, which answered `/readyz` after {_seconds(respawns)}.",
         "",
         "| process | RSS MiB | PSS MiB | private MiB | shared MiB |",
         "|---|---|---|---|---|",
@@ -174,6 +201,10 @@ def _section(starts: list[Start], parts: dict[str, float], workers: int) -> list
         f"| **all** | | **{sum(process.mib('Pss') for process in memory):.0f}** | | |",
         "",
     ]
+
+
+def _seconds(values: list[float]) -> str:
+    return f"{', '.join(f'{value:.2f}' for value in values)} s: median **{statistics.median(values):.2f} s**"
 
 
 if __name__ == "__main__":

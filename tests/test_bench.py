@@ -89,3 +89,7 @@ def test_a_cold_start_is_timed_to_ready_and_each_process_memory_read(tmp_path):
         rss, pss = process.mib("Rss"), process.mib("Pss")
         assert 10 < pss <= rss, "a page shared with the other processes counts in part"
         assert process.mib("Private_Clean", "Private_Dirty", "Shared_Clean", "Shared_Dirty") == rss
+
+
+def test_a_killed_worker_is_replaced_and_its_replacement_answers(tmp_path):
+    assert 0 < startup.respawn(startup.environment(tmp_path)) < 30
