@@ -18,7 +18,7 @@ from sqlalchemy import create_engine
 from app import DATABASE_KEY, SEALER_KEY, WORKER_KEY, create_app
 from app.audit.ledger import seal_now, verify_from_checkpoint
 from app.audit.outbox_cli import outbox_group
-from app.db import default_database_url, utcnow
+from app.db import default_database_url, prepare_sqlite_file, utcnow
 from app.evaluation.card_file import measured_section, write_measured
 from app.evaluation.cohorts import DEFAULT_COHORT_SIZE, DEFAULT_SEED, GENERATORS, generate
 from app.evaluation.runner import evaluable, evaluate
@@ -95,6 +95,7 @@ def prepare_schema(database_url: str, migrate: bool) -> None:
     """Fail fast, with the fix named, on a database whose schema this version does not expect."""
     if migrate:
         upgrade(database_url)
+    prepare_sqlite_file(database_url)  # else the check below would create it readable by all
     engine = create_engine(database_url)
     try:
         require_current(engine)

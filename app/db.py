@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -12,13 +15,14 @@ from pathlib import Path
 from typing import TypeVar
 
 import orjson
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, create_engine
 
 from app.sqlite_writer import WriterLock, connection_factory
 
 DATABASE_KEY = "database"
+log = logging.getLogger(__name__)
 INSTANCE_DIR = Path(__file__).resolve().parent.parent / "instance"
 
 
@@ -73,16 +77,38 @@ def create_db_engine(url: str, pool: PoolOptions = DEFAULT_POOL) -> Engine:
 
 
 def _sqlite_engine(url: str) -> Engine:
-    database = url.split("///", 1)[-1]
-    if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
     connect_args: dict = {"check_same_thread": False, "timeout": 30}
-    if database and database != ":memory:":
-        connect_args["factory"] = connection_factory(WriterLock(Path(database)))
+    database = prepare_sqlite_file(url)
+    if database is not None:
+        connect_args["factory"] = connection_factory(WriterLock(database))
     engine = create_engine(url, connect_args=connect_args, pool_use_lifo=True, **JSON_CODEC)
     event.listen(engine, "connect", _sqlite_pragmas)
     start_checkpointer(engine)
     return engine
+
+
+def prepare_sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL, before anything connects to it (None for another database or an
+    in-memory one): its folder made, and a new file readable by its owner only, since it holds
+    patient references and sealed tokens (SQLite gives its WAL and shared-memory files the same
+    permissions). An existing file keeps its mode; one that others may read is reported."""
+    parsed = make_url(url)
+    database = parsed.database if parsed.get_backend_name() == "sqlite" else None
+    if not database or database == ":memory:":
+        return None
+    path = Path(database)
+    _owner_only(path)
+    return path
+
+
+def _owner_only(database: Path) -> None:
+    database.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(database, os.O_CREAT | os.O_RDWR, 0o600))
+    if database.stat().st_mode & stat.S_IROTH:
+        log.warning(
+            "%s can be read by every user of this machine: chmod 600 it and its -wal and -shm files",
+            database,
+        )
 
 
 def _postgres_engine(url: str, pool: PoolOptions) -> Engine:

@@ -55,3 +55,23 @@ def test_the_lock_is_held_only_from_the_first_write_to_commit_or_rollback(tmp_pa
         assert not raw.holds_lock
     with engine.connect() as connection:
         assert connection.execute(text("SELECT x FROM t")).scalars().all() == [2]
+
+
+def test_a_new_database_and_its_wal_are_readable_by_their_owner_only(tmp_path, caplog):
+    path = tmp_path / "instance" / "countersign.db"
+    engine = create_db_engine(f"sqlite:///{path}")
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE t (x INTEGER)"))
+        connection.execute(text("INSERT INTO t VALUES (1)"))
+    modes = {file.name: file.stat().st_mode & 0o777 for file in path.parent.glob("countersign.db*")}
+    engine.dispose()
+    assert modes["countersign.db"] == modes["countersign.db-wal"] == 0o600
+    assert "can be read by every user" not in caplog.text
+
+
+def test_a_database_others_can_read_is_reported_at_start(tmp_path, caplog):
+    path = tmp_path / "countersign.db"
+    path.touch(mode=0o644)
+    path.chmod(0o644)
+    create_db_engine(f"sqlite:///{path}").dispose()
+    assert f"{path} can be read by every user of this machine: chmod 600" in caplog.text
