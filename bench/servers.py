@@ -87,21 +87,27 @@ def gunicorn(
         process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=output if log else None)
         base_url = f"http://127.0.0.1:{port}"
         try:
-            _wait_until_up(base_url, process)
+            wait_until_answering(base_url + "/", process)
             yield Server(base_url, process.pid)
         finally:
             process.terminate()
             process.wait(timeout=20)
 
 
-def _wait_until_up(base_url: str, process: subprocess.Popen) -> None:
+def wait_until_answering(
+    url: str, process: subprocess.Popen, ready: int | None = None, poll: float = 0.2
+) -> None:
+    """Until ``url`` answers (with status ``ready``, when given); fails once ``process`` exits or
+    30 s have passed."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}")
         try:
-            requests.get(base_url + "/", timeout=1)
-            return
+            status = requests.get(url, timeout=1).status_code
+            if ready is None or status == ready:
+                return
         except requests.RequestException:
-            time.sleep(0.2)
-    raise RuntimeError("server did not start within 30 s")
+            pass
+        time.sleep(poll)
+    raise RuntimeError(f"{url} did not answer within 30 s")

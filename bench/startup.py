@@ -26,13 +26,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import requests
 from joserfc.jwk import RSAKey
 
 from app.migrate import upgrade
 from bench.growth import COUNTERSIGN
 from bench.hooks import Signer, countersign_environment
-from bench.servers import child_pids, free_port
+from bench.servers import child_pids, free_port, wait_until_answering
 
 TARGET_SECONDS = 1.0
 POLL_SECONDS = 0.005
@@ -112,7 +111,7 @@ def respawn(env: dict[str, str]) -> float:
         (worker,) = child_pids(process.pid)
         killed = time.perf_counter()
         os.kill(worker, signal.SIGKILL)
-        _wait_until_ready(url, process)
+        wait_until_answering(url, process, ready=200, poll=POLL_SECONDS)
         return time.perf_counter() - killed
 
 
@@ -126,25 +125,11 @@ def _serving(env: dict[str, str], workers: int) -> Iterator[tuple[subprocess.Pop
     started = time.perf_counter()
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait_until_ready(url, process)
+        wait_until_answering(url, process, ready=200, poll=POLL_SECONDS)
         yield process, url, time.perf_counter() - started
     finally:
         process.terminate()
         process.wait(timeout=20)
-
-
-def _wait_until_ready(url: str, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"countersign serve exited with {process.returncode}")
-        try:
-            if requests.get(url, timeout=1).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(POLL_SECONDS)
-    raise SystemExit("countersign serve was not ready within 30 s")
 
 
 def _memory(role: str, pid: int) -> Memory:
