@@ -74,4 +74,4 @@ def test_a_database_others_can_read_is_reported_at_start(tmp_path, caplog):
     path.touch(mode=0o644)
     path.chmod(0o644)
     create_db_engine(f"sqlite:///{path}").dispose()
-    assert f"{path} can be read by every user of this machine: chmod 600" in caplog.text
+    assert f"{path} can be read by every user of this machine: chmod 600 it" in caplog.text

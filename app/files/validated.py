@@ -19,10 +19,12 @@ class InvalidFile(Exception):
 
 
 def load_yaml(path: Path) -> Any:
-    """Plain values only (the safe loader builds no objects; YAML dates become ``date``), parsed by
-    libyaml (``ruamel.yaml.clib``: five times faster than the pure-Python parser, same values). A
-    new loader per call, because ruamel's ``YAML`` objects are not safe to share between threads."""
-    return YAML(typ="safe").load(path)
+    """Plain values only (the safe loader builds no objects; YAML dates become ``date``). ruamel's
+    own parser, which reads YAML 1.2: libyaml (``ruamel.yaml.clib``) parses five times faster but
+    reads YAML 1.1, and refuses flow mappings with an unquoted URL (``{system: http://…}``) that a
+    card's author may write and this parser accepts. A new loader per call, because ruamel's
+    ``YAML`` objects are not safe to share between threads."""
+    return YAML(typ="safe", pure=True).load(path)
 
 
 def load_validated(path: Path, model: type[Model]) -> Model:
