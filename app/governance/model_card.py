@@ -78,14 +78,21 @@ def version_key(version: str) -> tuple[int, ...]:
 
 
 class ModelRegistry:
-    """Every model version by id and version; iterating yields every card, oldest version first."""
+    """Every model version by id and version; iterating yields every card, oldest version first.
+    ``files``: the card files as they stood when read (``card_files``)."""
 
-    def __init__(self, cards: Iterable[ModelCard], paths: dict[tuple[str, str], Path] | None = None) -> None:
+    def __init__(
+        self,
+        cards: Iterable[ModelCard],
+        paths: dict[tuple[str, str], Path] | None = None,
+        files: tuple[tuple[Path, int, int], ...] = (),
+    ) -> None:
         ordered = sorted(cards, key=lambda card: (card.id, version_key(card.version)))
         self._versions: dict[str, dict[str, ModelCard]] = {}
         for card in ordered:
             self._versions.setdefault(card.id, {})[card.version] = card
         self._paths = paths or {}
+        self.files = files
 
     def __iter__(self) -> Iterator[ModelCard]:
         return (card for versions in self._versions.values() for card in versions.values())
@@ -116,9 +123,11 @@ class ModelRegistry:
 def load_model_cards(*directories: Path | None) -> ModelRegistry:
     """Every card in ``directories`` (default: the repository's); a version declared twice or two
     versions of one model both ``active`` in their files stop the start, naming the files."""
+    directories = directories or (CARDS_DIRECTORY,)
+    files = card_files(*directories)  # before reading: a file changed meanwhile reads as changed
     cards: dict[tuple[str, str], ModelCard] = {}
     paths: dict[tuple[str, str], Path] = {}
-    for directory in directories or (CARDS_DIRECTORY,):
+    for directory in directories:
         for path in _cards_in(directory) if directory else ():
             card = load_validated(path, ModelCard)
             if card.key_pair in cards:
@@ -128,7 +137,7 @@ def load_model_cards(*directories: Path | None) -> ModelRegistry:
             _refuse_second_active(card, path, cards.values(), paths)
             cards[card.key_pair] = card
             paths[card.key_pair] = path
-    return ModelRegistry(cards.values(), paths)
+    return ModelRegistry(cards.values(), paths, files)
 
 
 def _refuse_second_active(

@@ -367,7 +367,7 @@ def _walk_chunks(
     connection: Connection, keys: LedgerKeys, chunks: list[Chunk], jobs: int
 ) -> Iterator[Walked]:
     """Each chunk walked, in order: here, or by ``jobs`` processes forked for the walk."""
-    if jobs < 2 or len(chunks) < 2 or not _reachable_from_another_process(connection.engine):
+    if jobs < 2 or len(chunks) < 2 or not _can_fork_walkers(connection.engine):
         return (_walk_chunk(connection, keys, chunk) for chunk in chunks)
     return _walk_in_processes(connection.engine, keys, chunks, jobs)
 
@@ -404,8 +404,10 @@ def _walk_chunk_in_child(url: str, keys: LedgerKeys, chunk: Chunk) -> Walked:
         engine.dispose()
 
 
-def _reachable_from_another_process(engine: Engine) -> bool:
-    return engine.dialect.name != "sqlite" or engine.url.database not in (None, "", ":memory:")
+def _can_fork_walkers(engine: Engine) -> bool:
+    """Where processes fork (not Windows) and the database is one another process can open."""
+    in_memory = engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:")
+    return "fork" in multiprocessing.get_all_start_methods() and not in_memory
 
 
 def _border_at(connection: Connection, position: int) -> Border | None:
