@@ -20,7 +20,7 @@ from flask import Flask, jsonify, request
 from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, create_engine
 from sqlalchemy.pool import QueuePool
 
-from app.db import create_db_engine
+from app.db import create_db_engine, prepare_sqlite_file
 from app.wsgi_server import DEFAULT_THREADS
 from bench.stores import libpq_url
 
@@ -62,6 +62,7 @@ def create_durable_app() -> Flask:
 
 def create_calls_table(url: str) -> None:
     """Run once before the workers start, so that they do not race to create it."""
+    prepare_sqlite_file(url)  # as the app makes its SQLite file: readable by its owner only
     engine = create_engine(url)
     METADATA.create_all(engine)
     engine.dispose()

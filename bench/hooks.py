@@ -136,7 +136,8 @@ def request_maker(url: str, body: dict, signer: Signer) -> RequestMaker:
 def load(url: str, body: dict, signer: Signer, concurrency: int, total: int) -> LoadResult:
     result = run_load(url, request_maker(url, body, signer), concurrency, total)
     if result.failures:
-        raise SystemExit(f"{result.failures} of {result.requests} requests to {url} failed")
+        failed = f"{result.failures} of {result.requests} requests to {url} failed"
+        raise SystemExit(f"{failed}; the first: {result.first_failure}")
     return result
 
 

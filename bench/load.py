@@ -17,6 +17,8 @@ class LoadResult:
     failures: int
     seconds: float
     latencies_ms: tuple[float, ...]
+    #: The first answer that was not a 200: its status and the start of its body, to say why.
+    first_failure: str = ""
 
     @property
     def throughput(self) -> float:
@@ -42,6 +44,7 @@ def run_load(url: str, make_request: RequestMaker, concurrency: int, total: int)
     prepared = [make_request(i) for i in range(total)]
     latencies: list[float] = []
     failures = [0]
+    first_failure: list[str] = []
     lock = threading.Lock()
     next_index = iter(range(total))
 
@@ -54,9 +57,13 @@ def run_load(url: str, make_request: RequestMaker, concurrency: int, total: int)
             started = time.perf_counter()
             connection.request("POST", parts.path, body=body, headers=headers)
             response = connection.getresponse()
-            response.read()
+            answer = response.read()
             own.append((time.perf_counter() - started) * 1000)
-            own_failures += response.status != 200
+            if response.status != 200:
+                own_failures += 1
+                said = f"{response.status} {answer[:500].decode(errors='replace')}"
+                with lock:
+                    first_failure[:] = first_failure or [said]
         connection.close()
         with lock:
             latencies.extend(own)
@@ -69,4 +76,4 @@ def run_load(url: str, make_request: RequestMaker, concurrency: int, total: int)
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - started
-    return LoadResult(total, failures[0], elapsed, tuple(latencies))
+    return LoadResult(total, failures[0], elapsed, tuple(latencies), "".join(first_failure))
