@@ -43,14 +43,22 @@ def child_pids(pid: int) -> list[int]:
 def memory_kib(pid: int, field: str) -> int | None:
     """A memory figure of ``/proc/<pid>/status`` (``VmRSS``, ``VmHWM``…) in KiB; None once the
     process has exited (a zombie has no memory left to report)."""
+    return proc_kib(pid, "status").get(field)
+
+
+def proc_kib(pid: int, file: str) -> dict[str, int]:
+    """Every figure in KiB of ``/proc/<pid>/<file>`` (``status``, ``smaps_rollup``); empty once the
+    process has exited."""
     try:
-        status = Path(f"/proc/{pid}/status").read_text()
+        lines = Path(f"/proc/{pid}/{file}").read_text().splitlines()
     except FileNotFoundError:
-        return None
-    for line in status.splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1])
-    return None
+        return {}
+    figures = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        if value.endswith(" kB"):
+            figures[name] = int(value.split()[0])
+    return figures
 
 
 def free_port() -> int:

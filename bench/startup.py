@@ -31,12 +31,11 @@ from joserfc.jwk import RSAKey
 from app.migrate import upgrade
 from bench.growth import COUNTERSIGN
 from bench.hooks import Signer, countersign_environment
-from bench.servers import child_pids, free_port, wait_until_answering
+from bench.servers import child_pids, free_port, proc_kib, wait_until_answering
 
 TARGET_SECONDS = 1.0
 POLL_SECONDS = 0.005
 SETTLE_SECONDS = 1.0
-MEMORY_FIELDS = ("Rss", "Pss", "Private_Clean", "Private_Dirty", "Shared_Clean", "Shared_Dirty")
 #: Each part of a start (what it needs first, what is timed), in an interpreter of its own: the
 #: module cache is per process.
 PARTS = {
@@ -133,12 +132,7 @@ def _serving(env: dict[str, str], workers: int) -> Iterator[tuple[subprocess.Pop
 
 
 def _memory(role: str, pid: int) -> Memory:
-    figures = {}
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name in MEMORY_FIELDS:
-            figures[name] = int(value.split()[0])
-    return Memory(role, figures)
+    return Memory(role, proc_kib(pid, "smaps_rollup"))
 
 
 def _part_seconds(env: dict[str, str], setup: str, timed: str) -> float:

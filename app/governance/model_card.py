@@ -9,6 +9,7 @@ the repository and, for the hospital's own models, from ``COUNTERSIGN_MODEL_CARD
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -77,21 +78,36 @@ def version_key(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split("."))
 
 
+@dataclass(frozen=True)
+class CardFiles:
+    """Where a registry's cards are read from, and each card file's path, modification time and
+    size: a registry read from them holds as long as these do."""
+
+    directories: tuple[Path | None, ...]
+    stats: tuple[tuple[Path, int, int], ...]
+
+    @classmethod
+    def now(cls, directories: tuple[Path | None, ...]) -> CardFiles:
+        stats = []
+        for directory in directories:
+            for path in _cards_in(directory) if directory else ():
+                stat = path.stat()
+                stats.append((path, stat.st_mtime_ns, stat.st_size))
+        return cls(directories, tuple(stats))
+
+
 class ModelRegistry:
     """Every model version by id and version; iterating yields every card, oldest version first.
-    ``files``: the card files as they stood when read (``card_files``)."""
+    ``files``: the card files as they stood when read."""
 
     def __init__(
-        self,
-        cards: Iterable[ModelCard],
-        paths: dict[tuple[str, str], Path] | None = None,
-        files: tuple[tuple[Path, int, int], ...] = (),
+        self, cards: Iterable[ModelCard], paths: dict[tuple[str, str], Path], files: CardFiles
     ) -> None:
         ordered = sorted(cards, key=lambda card: (card.id, version_key(card.version)))
         self._versions: dict[str, dict[str, ModelCard]] = {}
         for card in ordered:
             self._versions.setdefault(card.id, {})[card.version] = card
-        self._paths = paths or {}
+        self._paths = paths
         self.files = files
 
     def __iter__(self) -> Iterator[ModelCard]:
@@ -123,20 +139,16 @@ class ModelRegistry:
 def load_model_cards(*directories: Path | None) -> ModelRegistry:
     """Every card in ``directories`` (default: the repository's); a version declared twice or two
     versions of one model both ``active`` in their files stop the start, naming the files."""
-    directories = directories or (CARDS_DIRECTORY,)
-    files = card_files(*directories)  # before reading: a file changed meanwhile reads as changed
+    files = CardFiles.now(directories or (CARDS_DIRECTORY,))  # first: a file changed later reads as changed
     cards: dict[tuple[str, str], ModelCard] = {}
     paths: dict[tuple[str, str], Path] = {}
-    for directory in directories:
-        for path in _cards_in(directory) if directory else ():
-            card = load_validated(path, ModelCard)
-            if card.key_pair in cards:
-                raise InvalidFile(
-                    f"{path.name}: version: {card.key} is also declared in {paths[card.key_pair]}"
-                )
-            _refuse_second_active(card, path, cards.values(), paths)
-            cards[card.key_pair] = card
-            paths[card.key_pair] = path
+    for path, *_ in files.stats:
+        card = load_validated(path, ModelCard)
+        if card.key_pair in cards:
+            raise InvalidFile(f"{path.name}: version: {card.key} is also declared in {paths[card.key_pair]}")
+        _refuse_second_active(card, path, cards.values(), paths)
+        cards[card.key_pair] = card
+        paths[card.key_pair] = path
     return ModelRegistry(cards.values(), paths, files)
 
 
@@ -151,17 +163,6 @@ def _refuse_second_active(
                 f"{path.name}: status: {card.id} {other.version} is already active in "
                 f"{paths[other.key_pair].name}; at most one version of a model may be active"
             )
-
-
-def card_files(*directories: Path | None) -> tuple[tuple[Path, int, int], ...]:
-    """The card files as they stand on disk (path, modification time, size): a registry read from
-    them holds as long as these do."""
-    files = []
-    for directory in directories:
-        for path in _cards_in(directory) if directory else ():
-            stat = path.stat()
-            files.append((path, stat.st_mtime_ns, stat.st_size))
-    return tuple(files)
 
 
 def _cards_in(directory: Path) -> list[Path]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from functools import lru_cache
-from pathlib import Path
 
 from flask import Blueprint, Response, current_app, jsonify
 from ruamel.yaml import YAMLError
@@ -23,13 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.audit.ledger import unsealed_backlog
 from app.db import DATABASE_KEY, utcnow
 from app.files.validated import InvalidFile
-from app.governance.model_card import (
-    CARDS_DIRECTORY,
-    MODEL_CARDS_KEY,
-    ModelRegistry,
-    card_files,
-    load_model_cards,
-)
+from app.governance.model_card import MODEL_CARDS_KEY, CardFiles, ModelRegistry, load_model_cards
 from app.migrate import is_current
 
 log = logging.getLogger(__name__)
@@ -85,15 +78,14 @@ def _sealed_in_time(engine: Engine, report: dict) -> bool:
 
 def _registry_valid() -> bool:
     """A card edited into an invalid state, or removed, takes the process out of rotation."""
-    directories = (CARDS_DIRECTORY, current_app.config["COUNTERSIGN"].model_cards_dir)
     served: ModelRegistry = current_app.extensions[MODEL_CARDS_KEY]
-    files = card_files(*directories)
-    on_disk = served if files == served.files else _registry_on_disk(directories, files)
+    files = CardFiles.now(served.files.directories)
+    on_disk = served if files == served.files else _registry_on_disk(files)
     return bool(list(served)) and all(on_disk.card(card.id, card.version) is not None for card in served)
 
 
 @lru_cache(maxsize=4)
-def _registry_on_disk(directories: tuple[Path | None, ...], files: tuple) -> ModelRegistry:
-    """The cards as they are now on disk, parsed again only when ``files`` (each card file's path,
-    time and size) change: parsing every card on every probe cost about 140 ms of a worker's CPU."""
-    return load_model_cards(*directories)
+def _registry_on_disk(files: CardFiles) -> ModelRegistry:
+    """The cards as they are now on disk, parsed again only when ``files`` change: parsing every
+    card on every probe cost about 140 ms of a worker's CPU."""
+    return load_model_cards(*files.directories)

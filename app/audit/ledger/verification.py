@@ -373,11 +373,11 @@ def _walk_chunks(
 
 
 def _walk_chunk(connection: Connection, keys: LedgerKeys, chunk: Chunk) -> Walked:
-    walk, start = Walk(keys), chunk.start or _border_at(connection, chunk.after)
+    start = chunk.start or _border_at(connection, chunk.after)
+    if start is None:
+        return Walked(None, Border(), 0, (f"position {chunk.after}", "holds no entry"))
+    walk = Walk.at(keys, start)
     try:
-        if start is None:
-            raise Broken(f"position {chunk.after}", "holds no entry")
-        walk = Walk.at(keys, start)
         walk.sealed_entries(connection.execute(SEALED_IN_CHUNK[chunk.upto is not None], chunk.bounds))
     except Broken as broken:
         return Walked(start, walk.border(), walk.entries, (broken.at, broken.reason))
